@@ -1,0 +1,36 @@
+//! The advdet command line: parse, validate, call the library, print. Errors exit with code 2
+//! (`advdet check` uses 1 for "a metric regressed").
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "advdet", version, about = "Benchmark harness for adversarial-example detection with class-specific subnetworks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch datasets and print what they hold.
+    #[command(subcommand)]
+    Data(cli::data::DataCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(c) => cli::data::run(c),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::exit(2);
+        }
+    }
+}

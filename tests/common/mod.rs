@@ -1,0 +1,29 @@
+//! Shared helpers for the integration tests: where the real data lives and how to run the binary.
+#![allow(dead_code)]
+use std::path::PathBuf;
+use std::process::Command;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The MNIST folder `make test` fetched into (the default data cache, or $ADVDET_DATA_DIR).
+pub fn mnist_dir() -> PathBuf {
+    advdet::data::default_data_dir(advdet::data::DatasetName::Mnist)
+}
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+}
+
+pub fn advdet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_advdet"))
+}
+
+/// Runs the binary and returns (exit code, stdout, stderr).
+pub fn run_advdet(args: &[&str]) -> (i32, String, String) {
+    let out = advdet().args(args).output().expect("the advdet binary starts");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
