@@ -3,6 +3,10 @@
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod models;
+pub mod progress;
 pub mod rng;
+pub mod subnet;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -16,12 +16,18 @@ enum Command {
     /// Fetch datasets and print what they hold.
     #[command(subcommand)]
     Data(cli::data::DataCommand),
+    /// Train a classifier and save .safetensors weights with a JSON sidecar.
+    Train(cli::train::TrainArgs),
+    /// Clean test accuracy, overall and per class.
+    Eval(cli::train::EvalArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(c) => cli::data::run(c),
+        Command::Train(a) => cli::train::run_train(a),
+        Command::Eval(a) => cli::train::run_eval(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -27,3 +27,19 @@ pub fn run_advdet(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The default LeNet trained on full MNIST (6 epochs, seed 0), trained once and then taken from the model cache,
+/// the same checkpoint the suites use.
+pub fn lenet_mnist() -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = advdet::train::TrainConfig::default_for(advdet::data::DatasetName::Mnist, advdet::models::Arch::Lenet);
+    advdet::train::cached_model(&cfg, None, tch::Device::Cpu).expect("the default LeNet trains on MNIST")
+}
+
+/// Loads `lenet_mnist()` on the CPU with frozen parameters.
+pub fn load_lenet_mnist() -> advdet::models::Model {
+    let (mut model, _) = advdet::models::checkpoint::load(&lenet_mnist(), None, tch::Device::Cpu).expect("loads");
+    model.freeze();
+    model
+}

@@ -1,0 +1,201 @@
+//! Classifiers with per-sample channel gates on every gateable unit (each conv layer's output channels and each hidden
+//! fully connected unit), the hook the class-specific subnetworks of Wang et al. (arXiv 1910.02673) need.
+pub mod checkpoint;
+pub mod lenet;
+pub mod resnet;
+pub mod vgg;
+
+use crate::data::DatasetName;
+use crate::error::{Error, Result};
+use tch::{nn, Device, Tensor};
+
+/// A named group of gateable units (one conv layer's output channels, or one hidden FC layer's units).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GateLayer {
+    pub name: String,
+    pub width: i64,
+}
+
+/// The gateable units of a network, in the order of the columns of a gate tensor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GateLayout {
+    pub layers: Vec<GateLayer>,
+}
+
+impl GateLayout {
+    pub fn new(layers: &[(&str, i64)]) -> Self {
+        GateLayout { layers: layers.iter().map(|(n, w)| GateLayer { name: n.to_string(), width: *w }).collect() }
+    }
+    /// Total number of gateable units (columns of a gate tensor).
+    pub fn units(&self) -> i64 {
+        self.layers.iter().map(|l| l.width).sum()
+    }
+    /// `(offset, width)` of each layer's columns.
+    pub fn spans(&self) -> Vec<(i64, i64)> {
+        let mut off = 0;
+        self.layers
+            .iter()
+            .map(|l| {
+                let s = (off, l.width);
+                off += l.width;
+                s
+            })
+            .collect()
+    }
+}
+
+/// A classifier whose every gateable unit can be scaled per sample.
+///
+/// `gates` is `[batch, units]` (or `[1, units]`, broadcast) with the columns in `gate_layout()` order; `None` runs the
+/// plain network, and a gate tensor of ones gives exactly the same logits.
+pub trait Classifier: Send + std::fmt::Debug {
+    /// Penultimate features and logits in one pass.
+    fn forward_all(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> (Tensor, Tensor);
+
+    fn gate_layout(&self) -> &GateLayout;
+
+    /// Logits.
+    fn forward(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> Tensor {
+        self.forward_all(xs, gates, train).1
+    }
+
+    /// Penultimate features (the input of the last linear layer).
+    fn features(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> Tensor {
+        self.forward_all(xs, gates, train).0
+    }
+}
+
+/// Scales `xs` (`[B, C, ...]` or `[B, C]`) by gate columns `span` of `gates`, if any.
+pub fn apply_gate(xs: Tensor, gates: Option<&Tensor>, span: (i64, i64)) -> Tensor {
+    match gates {
+        None => xs,
+        Some(g) => {
+            let g = g.narrow(1, span.0, span.1);
+            let mut shape = g.size();
+            shape.extend(std::iter::repeat(1).take(xs.dim() - 2));
+            xs * g.view(shape.as_slice())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    Lenet,
+    VggSmall,
+    Resnet20,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Lenet => "lenet",
+            Arch::VggSmall => "vgg-small",
+            Arch::Resnet20 => "resnet20",
+        }
+    }
+
+    /// The input shape `(channels, height, width)` the architecture is built for.
+    pub fn input_shape(self) -> (i64, i64, i64) {
+        match self {
+            Arch::Lenet => (1, 28, 28),
+            Arch::VggSmall | Arch::Resnet20 => (3, 32, 32),
+        }
+    }
+
+    /// The architecture used for a dataset when none is named.
+    pub fn default_for(dataset: DatasetName) -> Arch {
+        match dataset {
+            DatasetName::Mnist | DatasetName::FashionMnist => Arch::Lenet,
+            DatasetName::Cifar10 => Arch::Resnet20,
+        }
+    }
+
+    /// Fails unless the dataset's images fit the architecture.
+    pub fn check_dataset(self, dataset: DatasetName) -> Result<()> {
+        if self.input_shape() != dataset.image_shape() {
+            return Err(Error::Model(format!(
+                "arch {self} takes images of shape {:?} but dataset {dataset} has {:?}",
+                self.input_shape(),
+                dataset.image_shape()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "lenet" => Ok(Arch::Lenet),
+            "vgg-small" | "vgg_small" | "vgg" => Ok(Arch::VggSmall),
+            "resnet20" | "resnet-20" => Ok(Arch::Resnet20),
+            _ => Err(Error::config("arch", s, "expected lenet, vgg-small or resnet20")),
+        }
+    }
+}
+
+/// A network with its parameters: the unit every stage passes around.
+#[derive(Debug)]
+pub struct Model {
+    pub arch: Arch,
+    pub vs: nn::VarStore,
+    pub net: Box<dyn Classifier>,
+}
+
+impl Model {
+    /// A freshly initialised network (libtorch's generator decides the initial weights: seed it first).
+    pub fn new(arch: Arch, device: Device) -> Model {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let net: Box<dyn Classifier> = match arch {
+            Arch::Lenet => Box::new(lenet::Lenet::new(&root, 10)),
+            Arch::VggSmall => Box::new(vgg::VggSmall::new(&root, 10)),
+            Arch::Resnet20 => Box::new(resnet::Resnet20::new(&root, 10)),
+        };
+        Model { arch, vs, net }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn gate_layout(&self) -> &GateLayout {
+        self.net.gate_layout()
+    }
+
+    /// Logits in eval mode, without gradient tracking for the parameters.
+    pub fn logits(&self, xs: &Tensor) -> Tensor {
+        self.net.forward(xs, None, false)
+    }
+
+    /// Freezes the parameters so attacks and detectors take gradients only with respect to their inputs.
+    pub fn freeze(&mut self) {
+        self.vs.freeze();
+    }
+
+    /// Predicted classes for a dataset-sized tensor, in batches, in eval mode.
+    pub fn predict(&self, images: &Tensor, batch_size: i64) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let n = images.size()[0];
+        let parts: Vec<Tensor> = (0..n)
+            .step_by(batch_size.max(1) as usize)
+            .map(|s| {
+                let xs = images.narrow(0, s, batch_size.min(n - s)).to_device(self.device());
+                self.logits(&xs).argmax(-1, false)
+            })
+            .collect();
+        if parts.is_empty() {
+            Tensor::zeros([0], (tch::Kind::Int64, self.device()))
+        } else {
+            Tensor::cat(&parts, 0)
+        }
+    }
+}
