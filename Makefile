@@ -5,7 +5,7 @@ BIN := target/release/advdet
 # Where a GPU host's own PyTorch 2.11.0 keeps libtorch (rpath of the portable cuda-mode binary).
 GPU_TORCH_LIB ?= /opt/torch/.venv/lib/python3.12/site-packages/torch/lib
 
-.PHONY: build data run test bench compare build-cuda build-cuda-portable clean-cache
+.PHONY: build data run smoke test bench compare build-cuda build-cuda-portable clean-cache
 
 build:
 	$(CARGO) build --release --locked
@@ -15,11 +15,20 @@ data: build
 	$(BIN) data fetch fashion-mnist
 
 run: data
-	$(BIN) train --dataset mnist --arch lenet --out reports/models/lenet-mnist.safetensors
-	$(BIN) eval --model reports/models/lenet-mnist.safetensors
+	$(BIN) run attacks/mnist.toml
+
+smoke: data
+	$(BIN) run attacks/smoke.toml
+	$(BIN) check reports/smoke/results.csv --baseline reports/baselines/smoke.csv
 
 test: data
 	$(CARGO) test --release --locked
+	$(BIN) run attacks/smoke.toml
+	$(BIN) check reports/smoke/results.csv --baseline reports/baselines/smoke.csv
+
+compare: data
+	python3 scripts/compare/train_lenet.py
+	python3 scripts/compare/auroc.py
 
 bench: data
 	$(CARGO) bench --locked

@@ -1,12 +1,18 @@
 //! advdet: a benchmark harness for adversarial-example detection with class-specific subnetworks
 //! (Wang, Su, Zhang, Hu, arXiv 1910.02673).
+pub mod attacks;
+pub mod check;
 pub mod data;
+pub mod detectors;
 pub mod device;
 pub mod error;
+pub mod metrics;
 pub mod models;
 pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod subnet;
+pub mod suite;
 pub mod train;
 
 pub use error::{Error, Result};

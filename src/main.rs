@@ -13,6 +13,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a suite file end to end: data, model, subnetworks, attacks, detectors, metrics, report.
+    Run(cli::run::RunArgs),
+    /// Compare a results.csv with a baseline: exit 1 when a metric fell by more than the tolerance.
+    Check(cli::check::CheckArgs),
+    /// Combine the reports of a suite's shards into one report.
+    Merge(cli::merge::MergeArgs),
     /// Fetch datasets and print what they hold.
     #[command(subcommand)]
     Data(cli::data::DataCommand),
@@ -20,14 +26,29 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Clean test accuracy, overall and per class.
     Eval(cli::train::EvalArgs),
+    /// Extract the class-specific subnetworks of a trained model (gates, masks, summary and analysis).
+    Extract(cli::extract::ExtractArgs),
+    /// Score clean and adversarial images with each detector, full model vs. class subnetwork, and tabulate the metrics.
+    Detect(cli::detect::DetectArgs),
+    /// Detection metrics (AUROC, AP, TPR@5%FPR, ...) of a label,score CSV, with bootstrap intervals and a ROC plot.
+    Roc(cli::roc::RocArgs),
+    /// Adversarial examples for a split: FGSM, BIM, PGD, MI-FGSM, CW-L2, DeepFool or the adaptive attack.
+    Attack(cli::attack::AttackArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(a) => cli::run::run(a),
+        Command::Check(a) => cli::check::run(a),
+        Command::Merge(a) => cli::merge::run(a),
         Command::Data(c) => cli::data::run(c),
         Command::Train(a) => cli::train::run_train(a),
         Command::Eval(a) => cli::train::run_eval(a),
+        Command::Extract(a) => cli::extract::run(a),
+        Command::Detect(a) => cli::detect::run(a),
+        Command::Roc(a) => cli::roc::run(a),
+        Command::Attack(a) => cli::attack::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -196,9 +196,19 @@ pub fn cached_model(cfg: &TrainConfig, data_dir: Option<&Path>, device: Device) 
         "{}-{}-s{}-e{}-{key}.safetensors",
         cfg.arch, cfg.dataset, cfg.seed, cfg.epochs
     ));
-    if path.is_file() && checkpoint::sidecar_path(&path).is_file() {
+    let ready = |p: &Path| p.is_file() && checkpoint::sidecar_path(p).is_file();
+    if ready(&path) {
         return Ok(path);
     }
-    train_and_save(cfg, data_dir, device, &path)?;
+    // One process trains, the others wait for it: tests and suite runs in parallel would otherwise train the same model.
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    if !ready(&path) {
+        train_and_save(cfg, data_dir, device, &path)?;
+    }
+    drop(lock);
     Ok(path)
 }

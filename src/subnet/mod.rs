@@ -1,5 +1,13 @@
 //! Class-specific subnetworks (Wang, Su, Zhang, Hu, arXiv 1910.02673): per class, a non-negative gate per gateable
 //! unit learned so the gated network reproduces the full model on that class, binarised into a mask.
+pub mod analysis;
+pub mod extract;
+pub mod mask;
+pub mod output;
+
+pub use extract::{extract, ExtractConfig, Extraction, Summary};
+pub use mask::Binarize;
+
 use crate::error::{Error, Result};
 use crate::models::{GateLayout, Model};
 use std::path::Path;
@@ -33,6 +41,15 @@ impl Subnets {
     /// Logits of each sample through the subnetwork of its class `classes[i]`, in one batched forward (eval mode).
     pub fn logits(&self, model: &Model, xs: &Tensor, classes: &Tensor) -> Tensor {
         model.net.forward(xs, Some(&self.gates_for(classes)), false)
+    }
+
+    /// The full model's predicted classes and the logits of each sample through the subnetwork of that class, in two
+    /// batched forwards (eval mode, no gradient).
+    pub fn logits_by_prediction(&self, model: &Model, xs: &Tensor) -> (Tensor, Tensor) {
+        let _g = tch::no_grad_guard();
+        let pred = model.logits(xs).argmax(-1, false);
+        let logits = self.logits(model, xs, &pred);
+        (pred, logits)
     }
 
     /// Fails when a class's mask switches off every unit of some layer, or when the shape does not fit `layout`.

@@ -1,0 +1,207 @@
+//! `advdet attack`: adversarial examples for the first N images of a split, saved as .safetensors (`clean`,
+//! `adversarial`, `labels`, `pred_clean`, `pred_adv`, and `targets` for targeted attacks), with the success rate,
+//! perturbation norms and throughput printed.
+use advdet::attacks::{self, AttackOutcome, AttackSpec, Norm};
+use advdet::data::{self, DatasetName, Split};
+use advdet::device::DeviceChoice;
+use advdet::models::{checkpoint, Arch};
+use advdet::subnet::Subnets;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+#[derive(Args)]
+pub struct AttackArgs {
+    /// Weights (.safetensors)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Architecture, needed when the weights have no sidecar
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    /// Dataset (default: the sidecar's)
+    #[arg(long)]
+    pub dataset: Option<DatasetName>,
+    #[arg(long, default_value = "test")]
+    pub split: Split,
+    /// Attack only the first N images of the split, in file order
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// fgsm, bim, pgd-linf, pgd-l2, mifgsm, cw-l2, deepfool or adaptive
+    #[arg(long)]
+    pub attack: String,
+    #[arg(long)]
+    pub eps: Option<f64>,
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long)]
+    pub restarts: Option<usize>,
+    /// true or false
+    #[arg(long)]
+    pub random_start: Option<bool>,
+    #[arg(long)]
+    pub decay: Option<f64>,
+    #[arg(long)]
+    pub c: Option<f64>,
+    /// CW's confidence margin; the subnet-term weight of the adaptive attack
+    #[arg(long)]
+    pub kappa: Option<f64>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub binary_steps: Option<usize>,
+    #[arg(long)]
+    pub overshoot: Option<f64>,
+    /// random or least-likely
+    #[arg(long)]
+    pub targeted: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Subnetworks of the model (.safetensors from the subnet stage), for the adaptive attack
+    #[arg(long)]
+    pub subnets: Option<PathBuf>,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: i64,
+    /// auto, cpu or cuda
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Also report the success rate counting only perturbations of at most EPS (repeatable)
+    #[arg(long)]
+    pub within: Vec<f64>,
+    /// Output file (.safetensors)
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl AttackArgs {
+    fn spec(&self) -> AttackSpec {
+        AttackSpec {
+            name: self.attack.clone(),
+            eps: self.eps,
+            alpha: self.alpha,
+            steps: self.steps,
+            restarts: self.restarts,
+            random_start: self.random_start,
+            decay: self.decay,
+            c: self.c,
+            kappa: self.kappa,
+            lr: self.lr,
+            binary_steps: self.binary_steps,
+            overshoot: self.overshoot,
+            targeted: self.targeted.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+pub fn run(a: AttackArgs) -> Result<i32> {
+    let spec = a.spec();
+    spec.validate()?;
+    if a.batch_size < 1 {
+        anyhow::bail!("invalid batch-size = {}: must be at least 1", a.batch_size);
+    }
+    let device = a.device.resolve()?;
+    let (mut model, meta) = checkpoint::load(&a.model, a.arch, device)?;
+    model.freeze();
+    let dataset = match (a.dataset, &meta) {
+        (Some(d), _) => d,
+        (None, Some(m)) => m.dataset,
+        (None, None) => anyhow::bail!("{}: no sidecar names the dataset; pass --dataset", a.model.display()),
+    };
+    model.arch.check_dataset(dataset)?;
+    let subnets = match &a.subnets {
+        Some(p) => Some(Subnets::load(p, model.gate_layout(), device)?),
+        None => None,
+    };
+    let attack = attacks::build(&spec, subnets.as_ref())?;
+    let mut ds = data::load(dataset, a.data_dir.as_deref(), a.split)?;
+    if let Some(n) = a.limit {
+        ds = ds.limit(n);
+    }
+    let (xs, ys) = (ds.images.to_device(device), ds.labels.to_device(device));
+    eprintln!(
+        "{} ({}) on {} {} images of {dataset} {} on {}",
+        attack.name(),
+        attack.targeting().as_str(),
+        ds.len(),
+        model.arch,
+        a.split,
+        advdet::device::describe(device)
+    );
+    let start = Instant::now();
+    let adv = attacks::run_batched(attack.as_ref(), &model, &xs, &ys, a.batch_size)?;
+    if let Device::Cuda(_) = device {
+        tch::Cuda::synchronize(0);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let pred_clean = model.predict(&xs, a.batch_size);
+    let pred_adv = model.predict(&adv, a.batch_size);
+    let targets = resolve_targets(attack.as_ref(), &model, &xs, &ys, a.batch_size)?;
+    let outcome = AttackOutcome::new(&xs, &adv, &ys, &pred_clean, &pred_adv, targets.as_ref())?;
+    let cpu = |t: &Tensor| t.to_device(Device::Cpu).contiguous();
+    let mut named = vec![
+        ("clean", cpu(&xs)),
+        ("adversarial", cpu(&adv)),
+        ("labels", cpu(&ys)),
+        ("pred_clean", cpu(&pred_clean)),
+        ("pred_adv", cpu(&pred_adv)),
+    ];
+    if let Some(t) = &targets {
+        named.push(("targets", cpu(t)));
+    }
+    checkpoint::write_atomic(&a.out, |tmp| {
+        Tensor::write_safetensors(&named, tmp)
+            .map_err(|e| advdet::Error::format(&a.out, format!("cannot write: {e}")))
+    })
+    .with_context(|| format!("writing {}", a.out.display()))?;
+    let s = outcome.summary();
+    println!(
+        "{}: clean accuracy {:.4}, adversarial accuracy {:.4}; success rate {:.4} ({} of {} correctly classified)",
+        attack.name(),
+        s.clean_accuracy,
+        s.adversarial_accuracy,
+        s.success_rate,
+        s.succeeded,
+        s.attempted
+    );
+    println!(
+        "perturbation Linf mean {:.4} max {:.4}; L2 mean {:.4} max {:.4}; over successes Linf {:.4} L2 {:.4}",
+        s.linf_mean, s.linf_max, s.l2_mean, s.l2_max, s.linf_mean_success, s.l2_mean_success
+    );
+    for eps in &a.within {
+        let norm = attack.norm();
+        let label = if norm == Norm::L2 { "L2" } else { "Linf" };
+        println!("success rate with {label} <= {eps}: {:.4}", outcome.success_within(norm, *eps));
+    }
+    println!("{:.1} images/s ({} images in {seconds:.2} s); wrote {}", s.n as f64 / seconds, s.n, a.out.display());
+    Ok(0)
+}
+
+/// The targets the attack aimed at, for targeted attacks (resolved batch by batch, as the attack did).
+fn resolve_targets(
+    attack: &dyn attacks::Attack,
+    model: &advdet::models::Model,
+    xs: &Tensor,
+    ys: &Tensor,
+    batch_size: i64,
+) -> Result<Option<Tensor>> {
+    if !attack.targeting().is_targeted() {
+        return Ok(None);
+    }
+    let n = xs.size()[0];
+    let classes = tch::no_grad(|| model.logits(&xs.narrow(0, 0, 1))).size()[1];
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(batch_size as usize) {
+        let len = batch_size.min(n - start);
+        let (bx, by) = (xs.narrow(0, start, len), ys.narrow(0, start, len));
+        if let Some(t) = attack.targeting().targets(model, &bx, &by, start as usize, classes)? {
+            parts.push(t);
+        }
+    }
+    Ok(Some(Tensor::cat(&parts, 0)))
+}

@@ -1,0 +1,31 @@
+//! Predictive entropy of the softmax (Shannon entropy of the predicted class distribution; used as an uncertainty
+//! score for adversarial detection by Smith & Gal 2018): a flat prediction flags an input.
+use super::{check_call, finite_scores, mode_logits, Detector, Mode};
+use crate::error::Result;
+use crate::models::Model;
+use crate::subnet::Subnets;
+use tch::{Kind, Tensor};
+
+/// Score `-sum_c p_c log p_c` (nats), higher = more suspicious.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Entropy;
+
+/// Entropy per row of `logits`, in f64, from log-softmax (no `0 * log 0` NaN).
+pub fn entropy(logits: &Tensor) -> Tensor {
+    let logp = logits.to_kind(Kind::Double).log_softmax(-1, Kind::Double);
+    -(logp.exp() * &logp).sum_dim_intlist(-1, false, Kind::Double)
+}
+
+impl Detector for Entropy {
+    fn name(&self) -> &'static str {
+        "entropy"
+    }
+    fn modes(&self) -> &'static [Mode] {
+        &Mode::ALL
+    }
+    fn score(&self, model: &Model, subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>> {
+        check_call(self.name(), self.modes(), model, mode, xs)?;
+        let logits = mode_logits(self.name(), model, subnets, mode, xs)?;
+        finite_scores(self.name(), &entropy(&logits))
+    }
+}

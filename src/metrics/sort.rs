@@ -1,0 +1,52 @@
+//! Order-preserving u64 keys of f64 scores (the transform of Herf, "Radix tricks", 2001): sorting the keys as integers
+//! is the one sort under every ROC metric, and about twice as fast as sorting the floats with `f64::total_cmp`.
+
+/// Maps a finite score to a key whose ascending order is the scores' descending order; -0.0 and 0.0 share one key
+/// (they are the same threshold).
+pub(crate) fn key(x: f64) -> u64 {
+    let bits = (x + 0.0).to_bits();
+    let ascending = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+    !ascending
+}
+
+/// The score of a key (0.0 for the key of -0.0).
+pub(crate) fn from_key(k: u64) -> f64 {
+    let ascending = !k;
+    let bits = if ascending >> 63 == 1 { ascending & !(1 << 63) } else { !ascending };
+    f64::from_bits(bits)
+}
+
+/// Sorts keys in ascending order, that is their scores in descending order (std's unstable sort: faster here than
+/// rayon's parallel one on two cores, and than an MSD radix sort tried on 1e6 keys).
+pub(crate) fn sort_keys(keys: &mut [u64]) {
+    keys.sort_unstable();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_order_is_descending_score_order() {
+        let mut rng = crate::rng::Rng::new(7);
+        for n in [0, 1, 5, 5000, 60_000] {
+            let xs: Vec<f64> = (0..n)
+                .map(|i| match i % 5 {
+                    0 => (rng.below(7) as f64) - 3.0,
+                    1 => -0.0,
+                    2 => f64::MAX / (1 + rng.below(9)) as f64,
+                    _ => (rng.next_u64() as f64 / u64::MAX as f64 - 0.5) * 1e-300,
+                })
+                .collect();
+            let mut keys: Vec<u64> = xs.iter().map(|&x| key(x)).collect();
+            sort_keys(&mut keys);
+            let sorted: Vec<f64> = keys.into_iter().map(from_key).collect();
+            let mut expected: Vec<f64> = xs.iter().map(|x| x + 0.0).collect();
+            expected.sort_unstable_by(|a, b| b.total_cmp(a));
+            assert_eq!(
+                sorted.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                expected.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! ROC curves as SVG or PNG (plotters): one line per detector and mode, with the chance diagonal, for the
+//! full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673).
+use crate::error::Error;
+use crate::metrics::Roc;
+use crate::models::checkpoint::write_atomic;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+const SIZE: (u32, u32) = (720, 640);
+/// Points kept per curve: a curve is thinned so that consecutive kept points are at least 1/MAX_POINTS apart in
+/// |dFPR| + |dTPR|, which bounds it to 2 * MAX_POINTS points (the curve is monotone with L1 length <= 2).
+const MAX_POINTS: usize = 1000;
+/// Matplotlib's "tab10" palette: distinguishable, and familiar from the papers' figures.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Draws `curves` (legend name, ROC) into `path`, SVG or PNG by the extension, written atomically.
+pub fn roc_plot(path: &Path, title: &str, curves: &[(String, Roc)]) -> crate::Result<()> {
+    if curves.is_empty() {
+        return Err(Error::config("curves", 0, "no ROC curve to plot"));
+    }
+    let mut lines = Vec::with_capacity(curves.len());
+    for (name, roc) in curves {
+        if roc.fpr.len() != roc.tpr.len() || roc.fpr.is_empty() {
+            let sizes = format!("{} fpr, {} tpr values", roc.fpr.len(), roc.tpr.len());
+            return Err(Error::config(
+                format!("ROC curve `{name}`"),
+                sizes,
+                "needs as many fpr as tpr values, at least one",
+            ));
+        }
+        if let Some(v) = roc.fpr.iter().chain(&roc.tpr).find(|v| !(0.0..=1.0).contains(*v)) {
+            return Err(Error::config(format!("ROC curve `{name}`"), v, "rates must lie in [0, 1]"));
+        }
+        lines.push((name.as_str(), thin(roc)));
+    }
+    super::register_fonts();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let drawn = |tmp: &Path| -> crate::Result<()> {
+        let result = match ext.as_deref() {
+            Some("svg") => draw(SVGBackend::new(tmp, SIZE).into_drawing_area(), title, &lines),
+            _ => draw(BitMapBackend::new(tmp, SIZE).into_drawing_area(), title, &lines),
+        };
+        result.map_err(|e| Error::format(path, format!("cannot draw the ROC plot: {e}")))
+    };
+    match ext.as_deref() {
+        Some("svg" | "png") => write_atomic(path, drawn),
+        _ => Err(Error::config("plot file", path.display(), "the extension must be .svg or .png")),
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    lines: &[(&str, Vec<(f64, f64)>)],
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..1.0f64, 0.0..1.0f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("False positive rate (clean flagged)")
+        .y_desc("True positive rate (adversarial flagged)")
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .draw()
+        .map_err(err)?;
+    let chance = ShapeStyle::from(&BLACK.mix(0.45)).stroke_width(1);
+    chart.draw_series(DashedLineSeries::new([(0.0, 0.0), (1.0, 1.0)], 6, 4, chance)).map_err(err)?;
+    for (k, (name, points)) in lines.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// The curve's points, thinned for drawing when there are more than MAX_POINTS (first and last always kept).
+fn thin(roc: &Roc) -> Vec<(f64, f64)> {
+    let points = roc.fpr.iter().copied().zip(roc.tpr.iter().copied());
+    if roc.fpr.len() <= MAX_POINTS {
+        return points.collect();
+    }
+    let step = 1.0 / MAX_POINTS as f64;
+    let last = roc.fpr.len() - 1;
+    let mut kept: Vec<(f64, f64)> = Vec::with_capacity(2 * MAX_POINTS + 2);
+    for (k, (x, y)) in points.enumerate() {
+        let far = kept.last().is_none_or(|&(kx, ky)| (x - kx).abs() + (y - ky).abs() >= step);
+        if k == 0 || k == last || far {
+            kept.push((x, y));
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thinning_bounds_the_points_and_keeps_the_ends() {
+        let n = 100_000;
+        let fpr: Vec<f64> = (0..=n).map(|i| i as f64 / n as f64).collect();
+        let tpr: Vec<f64> = fpr.iter().map(|x| x.sqrt()).collect();
+        let roc = crate::metrics::Roc { thresholds: vec![0.0; fpr.len()], fpr, tpr };
+        let kept = super::thin(&roc);
+        assert!(kept.len() <= 2 * super::MAX_POINTS + 2, "{} points", kept.len());
+        assert_eq!(kept.first(), Some(&(0.0, 0.0)));
+        assert_eq!(kept.last(), Some(&(1.0, 1.0)));
+    }
+}

@@ -1,0 +1,240 @@
+//! Result tables of a suite run (the full-model vs class-subnetwork detector comparison of Wang, Su, Zhang, Hu,
+//! arXiv 1910.02673), built with polars: results.csv / results.parquet with one row per dataset x model x attack x
+//! params x detector x mode x protocol, and the paper-shaped AUROC table (rows: attacks; columns: detector x mode).
+use crate::error::{Error, Result};
+use crate::metrics::METRIC_NAMES;
+use crate::models::checkpoint::write_atomic;
+use crate::suite::records::{JobRecord, SubnetRecord, SuiteRecord};
+use polars::prelude::*;
+use std::path::Path;
+
+/// The columns that identify a row (the key `advdet check` matches results and baseline on).
+pub const KEY_COLUMNS: [&str; 7] = ["dataset", "model", "attack", "params", "detector", "mode", "protocol"];
+
+fn polars_err(path: &Path, e: PolarsError) -> Error {
+    Error::format(path, format!("polars: {e}"))
+}
+
+/// The results as a polars DataFrame, rows in job order, then detector, mode and protocol as recorded.
+pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFrame> {
+    let rows: Vec<(&JobRecord, &crate::suite::records::RowRecord)> =
+        jobs.iter().flat_map(|j| j.rows.iter().map(move |r| (j, r))).collect();
+    let text = |f: &dyn Fn(&JobRecord, &crate::suite::records::RowRecord) -> String| -> Vec<String> {
+        rows.iter().map(|(j, r)| f(j, r)).collect()
+    };
+    let mut cols = vec![
+        Column::new("dataset".into(), text(&|_, _| suite.dataset.clone())),
+        Column::new("model".into(), text(&|_, _| suite.model.clone())),
+        Column::new("attack".into(), text(&|j, _| j.attack.clone())),
+        Column::new("params".into(), text(&|j, _| j.params.clone())),
+        Column::new("detector".into(), text(&|_, r| r.detector.clone())),
+        Column::new("mode".into(), text(&|_, r| r.mode.clone())),
+        Column::new("protocol".into(), text(&|_, r| r.protocol.clone())),
+        Column::new("clean_accuracy".into(), rows.iter().map(|(j, _)| j.clean_accuracy).collect::<Vec<f64>>()),
+        Column::new("attack_success_rate".into(), rows.iter().map(|(j, _)| j.attack_success_rate).collect::<Vec<f64>>()),
+        Column::new("mean_linf".into(), rows.iter().map(|(j, _)| j.mean_linf).collect::<Vec<f64>>()),
+        Column::new("mean_l2".into(), rows.iter().map(|(j, _)| j.mean_l2).collect::<Vec<f64>>()),
+        Column::new("n_pos".into(), rows.iter().map(|(_, r)| r.n_pos as u64).collect::<Vec<u64>>()),
+        Column::new("n_neg".into(), rows.iter().map(|(_, r)| r.n_neg as u64).collect::<Vec<u64>>()),
+    ];
+    for m in METRIC_NAMES {
+        let get = |f: fn(&crate::suite::records::MetricValue) -> Option<f64>| -> Vec<Option<f64>> {
+            rows.iter().map(|(_, r)| r.metric(m).and_then(f)).collect()
+        };
+        cols.push(Column::new(m.into(), get(|v| v.point)));
+        cols.push(Column::new(format!("{m}_lo").into(), get(|v| v.lo)));
+        cols.push(Column::new(format!("{m}_hi").into(), get(|v| v.hi)));
+    }
+    DataFrame::new(rows.len(), cols).map_err(|e| polars_err(Path::new("results"), e))
+}
+
+/// Writes `results.csv` (floats with 6 decimals, so equal runs give equal bytes) and `results.parquet`, atomically.
+pub fn write_results(dir: &Path, df: &DataFrame) -> Result<()> {
+    let csv = dir.join("results.csv");
+    write_atomic(&csv, |tmp| {
+        let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        CsvWriter::new(&mut f)
+            .include_header(true)
+            .with_float_precision(Some(6))
+            .finish(&mut df.clone())
+            .map_err(|e| polars_err(&csv, e))
+    })?;
+    let pq = dir.join("results.parquet");
+    write_atomic(&pq, |tmp| {
+        let f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        ParquetWriter::new(f).finish(&mut df.clone()).map(|_| ()).map_err(|e| polars_err(&pq, e))
+    })
+}
+
+/// One cell: AUROC with its interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub auroc: Option<f64>,
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
+    pub best: bool,
+}
+
+/// The paper's table: rows are attacks, columns detector x mode, AUROC with CI, the best of each row marked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaperTable {
+    pub protocol: String,
+    pub bootstrap: usize,
+    /// `(detector, mode)` per column.
+    pub columns: Vec<(String, String)>,
+    /// `(attack label, attack success rate, cells)` per row.
+    pub rows: Vec<(String, f64, Vec<Cell>)>,
+}
+
+fn str_col<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<&'a str>> {
+    let err = |e| polars_err(Path::new("results"), e);
+    Ok(df.column(name).map_err(err)?.str().map_err(err)?.iter().map(|v| v.unwrap_or("")).collect())
+}
+
+fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+    let err = |e| polars_err(Path::new("results"), e);
+    Ok(df.column(name).map_err(err)?.f64().map_err(err)?.iter().collect())
+}
+
+impl PaperTable {
+    /// Builds the table from the results frame for one protocol; columns follow the first appearance of each
+    /// (detector, mode), rows the first appearance of each (attack, params).
+    pub fn from_frame(df: &DataFrame, protocol: &str, bootstrap: usize) -> Result<PaperTable> {
+        let (attack, params, det, mode, prot) =
+            (str_col(df, "attack")?, str_col(df, "params")?, str_col(df, "detector")?, str_col(df, "mode")?, str_col(df, "protocol")?);
+        let (asr, au, lo, hi) =
+            (f64_col(df, "attack_success_rate")?, f64_col(df, "auroc")?, f64_col(df, "auroc_lo")?, f64_col(df, "auroc_hi")?);
+        let mut columns: Vec<(String, String)> = Vec::new();
+        let mut rows: Vec<(String, f64, Vec<Cell>)> = Vec::new();
+        let mut cells: Vec<(usize, usize, Cell)> = Vec::new();
+        for i in (0..df.height()).filter(|&i| prot[i] == protocol) {
+            let col = (det[i].to_string(), mode[i].to_string());
+            let c = columns.iter().position(|x| *x == col).unwrap_or_else(|| {
+                columns.push(col);
+                columns.len() - 1
+            });
+            let label = if params[i].is_empty() { attack[i].to_string() } else { format!("{} {}", attack[i], params[i]) };
+            let r = rows.iter().position(|x| x.0 == label).unwrap_or_else(|| {
+                rows.push((label, asr[i].unwrap_or(f64::NAN), Vec::new()));
+                rows.len() - 1
+            });
+            cells.push((r, c, Cell { auroc: au[i], lo: lo[i], hi: hi[i], best: false }));
+        }
+        let empty = Cell { auroc: None, lo: None, hi: None, best: false };
+        for row in rows.iter_mut() {
+            row.2 = vec![empty.clone(); columns.len()];
+        }
+        for (r, c, cell) in cells {
+            rows[r].2[c] = cell;
+        }
+        for row in rows.iter_mut() {
+            let best = row.2.iter().filter_map(|c| c.auroc).fold(f64::NEG_INFINITY, f64::max);
+            for c in row.2.iter_mut() {
+                c.best = c.auroc.is_some_and(|a| (a - best).abs() < 5e-4);
+            }
+        }
+        Ok(PaperTable { protocol: protocol.to_string(), bootstrap, columns, rows })
+    }
+
+    fn cell_text(c: &Cell, bold: (&str, &str)) -> String {
+        match c.auroc {
+            None => "n/a".into(),
+            Some(a) => {
+                let point = if c.best { format!("{}{a:.3}{}", bold.0, bold.1) } else { format!("{a:.3}") };
+                match (c.lo, c.hi) {
+                    (Some(l), Some(h)) => format!("{point} [{l:.3}, {h:.3}]"),
+                    _ => point,
+                }
+            }
+        }
+    }
+
+    pub fn caption(&self) -> String {
+        let ci = if self.bootstrap > 0 {
+            format!("[95% bootstrap CI, {} resamples]", self.bootstrap)
+        } else {
+            "(no bootstrap)".into()
+        };
+        let prot = match self.protocol.as_str() {
+            "successful" => "positives are the successful adversarial versions of the correctly classified clean test images",
+            _ => "positives are the adversarial versions (successful or not) of the correctly classified clean test images",
+        };
+        format!(
+            "AUROC {ci}, higher is better, best per row in bold. Negatives are the correctly classified clean test images; \
+             {prot}. ASR: attack success rate. The detectors are oblivious to the attacks: none was fitted on \
+             adversarial examples."
+        )
+    }
+
+    /// GitHub-flavoured markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = format!("{}\n\n| attack | ASR |", self.caption());
+        for (d, m) in &self.columns {
+            s += &format!(" {d} ({m}) |");
+        }
+        s += "\n|---|---:|";
+        s += &"---:|".repeat(self.columns.len());
+        s += "\n";
+        for (label, asr, cells) in &self.rows {
+            s += &format!("| {label} | {asr:.3} |");
+            for c in cells {
+                s += &format!(" {} |", Self::cell_text(c, ("**", "**")));
+            }
+            s += "\n";
+        }
+        s
+    }
+
+    /// A LaTeX table (booktabs), detectors as column groups with full/subnet under each.
+    pub fn latex(&self) -> String {
+        let esc = |t: &str| t.replace('\\', "\\textbackslash{}").replace('_', "\\_").replace('%', "\\%").replace('&', "\\&");
+        let mut groups: Vec<(String, usize)> = Vec::new();
+        for (d, _) in &self.columns {
+            match groups.last_mut() {
+                Some((g, n)) if g == d => *n += 1,
+                _ => groups.push((d.clone(), 1)),
+            }
+        }
+        let mut s = String::from("\\begin{table}[t]\n\\centering\n\\small\n");
+        s += &format!("\\begin{{tabular}}{{lr{}}}\n\\toprule\n", "c".repeat(self.columns.len()));
+        s += " & ";
+        for (g, n) in &groups {
+            s += &format!(" & \\multicolumn{{{n}}}{{c}}{{{}}}", esc(g));
+        }
+        s += " \\\\\nattack & ASR";
+        for (_, m) in &self.columns {
+            s += &format!(" & {}", esc(m));
+        }
+        s += " \\\\\n\\midrule\n";
+        for (label, asr, cells) in &self.rows {
+            s += &format!("{} & {asr:.3}", esc(label));
+            for c in cells {
+                s += &format!(" & {}", Self::cell_text(c, ("\\textbf{", "}")));
+            }
+            s += " \\\\\n";
+        }
+        s += &format!("\\bottomrule\n\\end{{tabular}}\n\\caption{{{}}}\n\\end{{table}}\n", esc(&self.caption()));
+        s
+    }
+}
+
+/// The sparsity table of the subnetworks: per class, the share of each layer's units kept, overall, and the
+/// subnetwork's accuracy on its own class next to the full model's.
+pub fn sparsity_markdown(rec: &SubnetRecord) -> String {
+    let mut s = String::from("| class |");
+    for l in &rec.layers {
+        s += &format!(" {l} |");
+    }
+    s += " all | subnet acc | full acc |\n|---:|";
+    s += &"---:|".repeat(rec.layers.len() + 3);
+    s += "\n";
+    for (c, kept) in rec.kept.iter().enumerate() {
+        s += &format!("| {c} |");
+        for k in kept {
+            s += &format!(" {k:.3} |");
+        }
+        let get = |v: &[f64]| v.get(c).map_or("n/a".to_string(), |x| format!("{x:.3}"));
+        s += &format!(" {} | {} | {} |\n", get(&rec.kept_fraction), get(&rec.own_class_accuracy), get(&rec.full_model_accuracy));
+    }
+    s
+}

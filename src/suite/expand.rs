@@ -1,0 +1,114 @@
+//! The list-valued parts of a suite file (the benchmark of Wang, Su, Zhang, Hu, arXiv 1910.02673): `[[attack]]`
+//! entries expanded into one job per eps value, and the `[detectors]` table split into names, modes and parameters.
+use crate::attacks::AttackSpec;
+use crate::detectors::{self, DetectorConfig, Mode, ALL_DETECTORS};
+use crate::error::{Error, Result};
+use crate::suite::locate::Locator;
+use crate::suite::schema::Job;
+
+/// The key an attack's validation error is about (its `Error::Config` field), `name` otherwise.
+fn attack_key(e: &Error) -> &str {
+    match e {
+        Error::Config { field, .. } if field != "attack" => field,
+        _ => "name",
+    }
+}
+
+/// One job per attack entry and eps value, in file order.
+pub(crate) fn expand_attacks(loc: &Locator, entries: Vec<toml::Table>, seed: u64) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    for (n, mut table) in entries.into_iter().enumerate() {
+        let eps_values: Vec<Option<toml::Value>> = match table.remove("eps") {
+            None => vec![None],
+            Some(toml::Value::Array(a)) if a.is_empty() => {
+                return Err(loc.error_section("[attack]", n, Some("eps"), "empty eps list: give at least one value"))
+            }
+            Some(toml::Value::Array(a)) => {
+                if let Some(bad) = a.iter().find(|v| !matches!(v, toml::Value::Float(_) | toml::Value::Integer(_))) {
+                    return Err(loc.error_section("[attack]", n, Some("eps"), &format!("{bad} is not a number")));
+                }
+                a.into_iter().map(Some).collect()
+            }
+            Some(v) => vec![Some(v)],
+        };
+        for eps in eps_values {
+            let mut t = table.clone();
+            if let Some(e) = eps {
+                let e = match e {
+                    toml::Value::Integer(i) => toml::Value::Float(i as f64),
+                    other => other,
+                };
+                t.insert("eps".into(), e);
+            }
+            let params = params_string(&t);
+            let mut spec: AttackSpec = loc.typed(t, "[attack]", n)?;
+            spec.validate().map_err(|e| loc.error_section("[attack]", n, Some(attack_key(&e)), &e.to_string()))?;
+            if spec.seed.is_none() {
+                // the suite's seed drives the attack's randomness unless the attack sets its own (or takes none)
+                let seeded = AttackSpec { seed: Some(seed), ..spec.clone() };
+                if seeded.validate().is_ok() {
+                    spec = seeded;
+                }
+            }
+            jobs.push(Job { index: jobs.len(), name: spec.name.clone(), attack: spec, params });
+        }
+    }
+    Ok(jobs)
+}
+
+/// `key=value` for every key but the name, sorted by key.
+fn params_string(t: &toml::Table) -> String {
+    let mut keys: Vec<&String> = t.keys().filter(|k| k.as_str() != "name").collect();
+    keys.sort();
+    keys.iter()
+        .map(|k| {
+            let v = match &t[*k] {
+                toml::Value::Float(f) => format!("{f}"),
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<(Vec<String>, Vec<Mode>, DetectorConfig)> {
+    let all_requested = t.get("names").and_then(|v| v.as_str()) == Some("all");
+    let names: Vec<String> = match t.remove("names") {
+        None => return Err(loc.error_section("detectors", 0, None, "missing key `names` (a list of detectors, or \"all\")")),
+        Some(toml::Value::String(s)) if s == "all" => ALL_DETECTORS.iter().map(|s| s.to_string()).collect(),
+        Some(toml::Value::Array(a)) if !a.is_empty() => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| loc.error_section("detectors", 0, Some("names"), "every name must be a string"))?,
+        Some(_) => {
+            return Err(loc.error_section("detectors", 0, Some("names"), "expected \"all\" or a non-empty list of detector names"))
+        }
+    };
+    let modes: Vec<Mode> = match t.remove("modes") {
+        None => Mode::ALL.to_vec(),
+        Some(toml::Value::Array(a)) if !a.is_empty() => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| Error::config("mode", v, "must be a string")).and_then(str::parse))
+            .collect::<Result<Vec<Mode>>>()
+            .map_err(|e| loc.error_section("detectors", 0, Some("modes"), &e.to_string()))?,
+        Some(_) => return Err(loc.error_section("detectors", 0, Some("modes"), "expected a non-empty list: full, subnet")),
+    };
+    if t.contains_key("fit_size") {
+        return Err(loc.error_section("detectors", 0, Some("fit_size"), "set the number of fitting images as data.fit_size"));
+    }
+    let cfg: DetectorConfig = loc.typed(t, "detectors", 0)?;
+    let mut kept = Vec::new();
+    for name in &names {
+        let det = detectors::by_name(name, &cfg).map_err(|e| loc.error_section("detectors", 0, Some("names"), &e.to_string()))?;
+        if det.modes().iter().any(|m| modes.contains(m)) {
+            kept.push(name.clone());
+        } else if !all_requested {
+            let msg = format!("detector {name} supports none of the modes asked for ({:?})", det.modes());
+            return Err(loc.error_section("detectors", 0, Some("modes"), &msg));
+        }
+    }
+    Ok((kept, modes, cfg))
+}

@@ -1,0 +1,200 @@
+//! The records a suite run produces, one per job plus one for the suite: every report file is rendered from them
+//! alone, so merged shard records render exactly the report of an unsharded run (Wang et al., arXiv 1910.02673).
+use crate::error::{Error, Result};
+use crate::suite::cache::{read_json, write_json};
+use std::path::Path;
+
+/// One metric with its bootstrap 95% interval; `None` where it is undefined (e.g. no successful adversarial image).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricValue {
+    pub name: String,
+    #[serde(with = "exact_opt")]
+    pub point: Option<f64>,
+    #[serde(with = "exact_opt")]
+    pub lo: Option<f64>,
+    #[serde(with = "exact_opt")]
+    pub hi: Option<f64>,
+}
+
+/// f64 stored as its shortest round-trip decimal text, parsed back exactly by Rust (JSON number parsing may be off by
+/// one unit in the last place), so records read back from disk hold the very values that were computed.
+mod exact {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:?}"))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|_| D::Error::custom(format!("`{s}` is not a number")))
+    }
+}
+
+mod exact_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) => super::exact::serialize(x, s),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::exact")] f64);
+        Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+/// A ROC curve thinned for plotting (at most about `ROC_POINTS` points, end points kept).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Curve {
+    pub fpr: Vec<f64>,
+    pub tpr: Vec<f64>,
+}
+
+pub const ROC_POINTS: usize = 400;
+
+impl Curve {
+    /// Keeps a point when it moved at least 1/ROC_POINTS from the last kept one (in FPR or TPR), and the last point.
+    pub fn thinned(fpr: &[f64], tpr: &[f64]) -> Curve {
+        let step = 1.0 / ROC_POINTS as f64;
+        let (mut f, mut t) = (Vec::new(), Vec::new());
+        for (i, (&x, &y)) in fpr.iter().zip(tpr).enumerate() {
+            let last = i + 1 == fpr.len();
+            let moved = f.last().map_or(true, |&lx: &f64| (x - lx).abs() >= step)
+                || t.last().map_or(true, |&ly: &f64| (y - ly).abs() >= step);
+            if moved || last {
+                f.push(x);
+                t.push(y);
+            }
+        }
+        Curve { fpr: f, tpr: t }
+    }
+}
+
+/// One row of results.csv: a detector in one mode under one evaluation protocol, for one job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RowRecord {
+    pub detector: String,
+    pub mode: String,
+    pub protocol: String,
+    pub n_pos: usize,
+    pub n_neg: usize,
+    pub metrics: Vec<MetricValue>,
+    pub roc: Option<Curve>,
+}
+
+impl RowRecord {
+    pub fn metric(&self, name: &str) -> Option<&MetricValue> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+}
+
+/// Everything one job (one attack with one parameter set) measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobRecord {
+    /// Position in the expanded suite (the shard assignment and the row order).
+    pub index: usize,
+    pub attack: String,
+    /// The attack's parameters as written in the suite, `key=value` joined by spaces, keys sorted.
+    pub params: String,
+    #[serde(with = "exact")]
+    pub clean_accuracy: f64,
+    /// Among correctly classified clean images, the fraction whose adversarial version is misclassified.
+    #[serde(with = "exact")]
+    pub attack_success_rate: f64,
+    #[serde(with = "exact")]
+    pub mean_linf: f64,
+    #[serde(with = "exact")]
+    pub mean_l2: f64,
+    pub rows: Vec<RowRecord>,
+}
+
+impl JobRecord {
+    /// The label of the job in tables and file names: `attack params`.
+    pub fn label(&self) -> String {
+        if self.params.is_empty() {
+            self.attack.clone()
+        } else {
+            format!("{} {}", self.attack, self.params)
+        }
+    }
+
+    /// A file-name-safe label, prefixed by the index so names stay unique and ordered.
+    pub fn slug(&self) -> String {
+        let s: String = self
+            .label()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .collect();
+        format!("{:03}-{s}", self.index)
+    }
+}
+
+/// Per-class share of each layer's units kept by the class's subnetwork, and the pairwise mask similarity.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SubnetRecord {
+    pub layers: Vec<String>,
+    /// `[class][layer]`, fraction of units kept.
+    pub kept: Vec<Vec<f64>>,
+    /// Per class, fraction of all gateable units kept.
+    pub kept_fraction: Vec<f64>,
+    /// Per class, accuracy of the class's subnetwork and of the full model on the class's test images.
+    pub own_class_accuracy: Vec<f64>,
+    pub full_model_accuracy: Vec<f64>,
+    /// `[class][class]`, Jaccard similarity of the binary masks.
+    pub similarity: Vec<Vec<f64>>,
+}
+
+/// What describes the whole run: identical in every shard of a suite.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SuiteRecord {
+    pub suite: String,
+    /// sha256 of the suite file's bytes.
+    pub suite_hash: String,
+    pub dataset: String,
+    pub model: String,
+    pub model_accuracy: f64,
+    pub seed: u64,
+    pub test_images: usize,
+    pub fit_images: usize,
+    pub bootstrap: usize,
+    /// Total number of jobs of the suite (all shards).
+    pub jobs: usize,
+    pub detectors: Vec<String>,
+    pub modes: Vec<String>,
+    pub protocols: Vec<String>,
+    pub subnet: SubnetRecord,
+}
+
+/// Writes the records into `<dir>/records/`.
+pub fn save(dir: &Path, suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<()> {
+    let rec = dir.join("records");
+    write_json(&rec.join("suite.json"), suite)?;
+    for j in jobs {
+        write_json(&rec.join(format!("job-{}.json", j.slug())), j)?;
+    }
+    Ok(())
+}
+
+/// Reads `<dir>/records/`: the suite record and the job records, sorted by index.
+pub fn load(dir: &Path) -> Result<(SuiteRecord, Vec<JobRecord>)> {
+    let rec = dir.join("records");
+    if !rec.is_dir() {
+        return Err(Error::Missing(format!(
+            "{} holds no records/ folder: not the output of `advdet run`",
+            dir.display()
+        )));
+    }
+    let suite: SuiteRecord = read_json(&rec.join("suite.json"))?;
+    let mut jobs = Vec::new();
+    let entries = std::fs::read_dir(&rec).map_err(|e| Error::io(&rec, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(&rec, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with("job-") && name.ends_with(".json") {
+            jobs.push(read_json::<JobRecord>(&path)?);
+        }
+    }
+    jobs.sort_by_key(|j| j.index);
+    Ok((suite, jobs))
+}

@@ -1,0 +1,102 @@
+//! Renders a suite report folder from records alone (results tables, paper table, ROC plots, subnetwork heatmap and
+//! sparsity, index.html) for the full-model vs class-subnetwork detector comparison of Wang et al., arXiv 1910.02673.
+use crate::error::{Error, Result};
+use crate::metrics::Roc;
+use crate::report::html::{index_html, Links};
+use crate::report::tables::{results_frame, sparsity_markdown, write_results, PaperTable};
+use crate::suite::cache::write_bytes;
+use crate::suite::records::{self, JobRecord, SuiteRecord};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Removes files in `dir` whose names start with `prefix` and are not in `keep` (leftovers of an earlier suite).
+fn prune(dir: &Path, prefix: &str, keep: &BTreeSet<String>) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) && !keep.contains(&name) && entry.path().is_file() {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes every report file into `dir` and returns the paper tables (one per protocol).
+/// `subnets_file`, when given, is copied to `subnets/subnets.safetensors`.
+pub fn render(dir: &Path, suite: &SuiteRecord, jobs: &[JobRecord], subnets_file: Option<&Path>) -> Result<Vec<PaperTable>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    records::save(dir, suite, jobs)?;
+    let keep: BTreeSet<String> = jobs.iter().map(|j| format!("job-{}.json", j.slug())).collect();
+    prune(&dir.join("records"), "job-", &keep)?;
+
+    let df = results_frame(suite, jobs)?;
+    write_results(dir, &df)?;
+    let tables: Vec<PaperTable> =
+        suite.protocols.iter().map(|p| PaperTable::from_frame(&df, p, suite.bootstrap)).collect::<Result<_>>()?;
+    let title = format!("# {}: {} on {}\n\n", suite.suite, suite.model, suite.dataset);
+    let md: Vec<String> = tables.iter().map(|t| format!("## Protocol: {}\n\n{}", t.protocol, t.markdown())).collect();
+    write_bytes(&dir.join("table.md"), (title + &md.join("\n")).as_bytes())?;
+    let tex: Vec<String> = tables.iter().map(|t| format!("% protocol: {}\n{}", t.protocol, t.latex())).collect();
+    write_bytes(&dir.join("table.tex"), tex.join("\n").as_bytes())?;
+
+    let mut links = Links { roc: Vec::new(), heatmaps: Vec::new(), files: Vec::new() };
+    let protocol = suite.protocols.first().map(String::as_str).unwrap_or("successful");
+    let mut roc_files = BTreeSet::new();
+    for job in jobs {
+        let curves: Vec<(String, Roc)> = job
+            .rows
+            .iter()
+            .filter(|r| r.protocol == protocol)
+            .filter_map(|r| {
+                let c = r.roc.as_ref()?;
+                let roc = Roc { fpr: c.fpr.clone(), tpr: c.tpr.clone(), thresholds: vec![f64::NAN; c.fpr.len()] };
+                Some((format!("{} ({})", r.detector, r.mode), roc))
+            })
+            .collect();
+        if curves.is_empty() {
+            continue;
+        }
+        let title = format!("{}: {} on {}", job.label(), suite.model, suite.dataset);
+        for ext in ["svg", "png"] {
+            let name = format!("{}.{ext}", job.slug());
+            crate::report::plot::roc_plot(&dir.join("roc").join(&name), &title, &curves)?;
+            roc_files.insert(name);
+        }
+        links.roc.push((job.label(), format!("roc/{}.svg", job.slug()), format!("roc/{}.png", job.slug())));
+    }
+    prune(&dir.join("roc"), "", &roc_files)?;
+
+    let sub = dir.join("subnets");
+    let rec = &suite.subnet;
+    let classes: Vec<String> = (0..rec.similarity.len()).map(|c| c.to_string()).collect();
+    if !classes.is_empty() {
+        for ext in ["svg", "png"] {
+            let title = format!("Jaccard similarity of the class subnetworks ({})", suite.model);
+            crate::report::heatmap::heatmap(&rec.similarity, &classes, &title, &sub.join(format!("similarity.{ext}")))?;
+        }
+        links.heatmaps.push((
+            "Jaccard similarity of the class masks".into(),
+            "subnets/similarity.svg".into(),
+            "subnets/similarity.png".into(),
+        ));
+    }
+    write_bytes(&sub.join("sparsity.md"), sparsity_markdown(rec).as_bytes())?;
+    if let Some(src) = subnets_file.filter(|p| p.is_file()) {
+        let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
+        write_bytes(&sub.join("subnets.safetensors"), &bytes)?;
+        links.files.push(("subnetwork gates and masks (.safetensors)".into(), "subnets/subnets.safetensors".into()));
+    }
+    for (title, path) in [
+        ("results (CSV)", "results.csv"),
+        ("results (Parquet)", "results.parquet"),
+        ("AUROC table (markdown)", "table.md"),
+        ("AUROC table (LaTeX)", "table.tex"),
+        ("sparsity table (markdown)", "subnets/sparsity.md"),
+        ("manifest", "manifest.json"),
+        ("records (JSON)", "records/suite.json"),
+    ] {
+        links.files.push((title.into(), path.into()));
+    }
+    write_bytes(&dir.join("index.html"), index_html(suite, &tables, &links).as_bytes())?;
+    Ok(tables)
+}

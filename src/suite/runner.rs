@@ -1,0 +1,185 @@
+//! `advdet run`: a suite from data to report for the full-model vs class-subnetwork detector comparison (Wang, Su,
+//! Zhang, Hu, arXiv 1910.02673): data -> model -> subnets -> attacks -> scores -> metrics -> report, every stage cached
+//! by the hash of its inputs, so a warm run recomputes nothing and a killed run resumes where it stopped.
+use crate::device::DeviceChoice;
+use crate::error::{Error, Result};
+use crate::report::manifest::{git_commit, Manifest, StageTime};
+use crate::report::tables::PaperTable;
+use crate::suite::cache::Cache;
+use crate::suite::records::{JobRecord, SuiteRecord};
+use crate::suite::schema::Suite;
+use crate::suite::scoring::{clean_scores, detector_slots, job_record, JobInputs};
+use crate::suite::shard::Shard;
+use crate::suite::stages::{attack_stage, data_stage, model_stage, subnet_stage, Ctx};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Kind;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Reports go to `<out>/<suite>/` (a shard's to `<out>/<suite>/shard-I-of-N/`); the cache to `<out>/<suite>/cache/`.
+    pub out: PathBuf,
+    /// Overrides the suite's `[suite] device`.
+    pub device: Option<DeviceChoice>,
+    pub shard: Shard,
+    /// Drops the suite's stage cache first (the model cache is kept).
+    pub fresh: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { out: PathBuf::from("reports"), device: None, shard: Shard::default(), fresh: false }
+    }
+}
+
+/// What a run did: where the report is, per-stage times and cache use, and the AUROC tables.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub report_dir: PathBuf,
+    pub stages: Vec<StageTime>,
+    pub tables: Vec<PaperTable>,
+    pub jobs_run: usize,
+    pub wall_seconds: f64,
+}
+
+impl RunSummary {
+    /// True when every stage came from the cache.
+    pub fn all_cached(&self) -> bool {
+        self.stages.iter().filter(|s| s.stage != "report").all(|s| s.computed == 0)
+    }
+}
+
+/// Where a suite's report goes for a shard.
+pub fn report_dir(out: &Path, suite: &str, shard: Shard) -> PathBuf {
+    let base = out.join(suite);
+    if shard.is_whole() {
+        base
+    } else {
+        base.join(shard.dir_name())
+    }
+}
+
+pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
+    let wall = Instant::now();
+    let device = opts.device.or(suite.device).unwrap_or_default().resolve()?;
+    let cache = Cache::new(opts.out.join(&suite.name).join("cache"));
+    if opts.fresh {
+        cache.clear()?;
+    }
+    let mut ctx = Ctx { suite, cache, device, stats: BTreeMap::new() };
+    let jobs: Vec<_> = suite.jobs.iter().filter(|j| opts.shard.owns(j.index)).collect();
+    ctx.say(&format!(
+        "{} of {} jobs (shard {}), {} detectors, on {}",
+        jobs.len(),
+        suite.jobs.len(),
+        opts.shard,
+        suite.detectors.len(),
+        crate::device::describe(device)
+    ));
+
+    let mut data = data_stage(&mut ctx)?;
+    let model = model_stage(&mut ctx, &data)?;
+    let sub = subnet_stage(&mut ctx, &mut data, &model)?;
+    let pred_clean = Vec::<i64>::try_from(model.model.predict(&data.test.images, suite.batch_size as i64).to_kind(Kind::Int64))?;
+    let labels = data.test.label_vec();
+    let mut slots = detector_slots(&ctx, &data, &model, &sub)?;
+    let (clean, clean_keys) = clean_scores(&mut ctx, &mut slots, &data, &model, &sub)?;
+
+    let bar = crate::progress::bar(jobs.len() as u64, "jobs");
+    let mut records: Vec<JobRecord> = Vec::new();
+    for job in &jobs {
+        bar.set_message(format!("{} {}", job.name, job.params));
+        let attack = attack_stage(&mut ctx, job, &data, &model, &sub)?;
+        let inputs = JobInputs { job, attack: &attack, labels: &labels, pred_clean: &pred_clean, clean: &clean, clean_keys: &clean_keys };
+        records.push(job_record(&mut ctx, &mut slots, &inputs, &data, &model, &sub)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let report_start = Instant::now();
+    let dir = report_dir(&opts.out, &suite.name, opts.shard);
+    let suite_record = SuiteRecord {
+        suite: suite.name.clone(),
+        suite_hash: suite.source_hash.clone(),
+        dataset: suite.data.dataset.to_string(),
+        model: model.label.clone(),
+        model_accuracy: model.accuracy,
+        seed: suite.seed,
+        test_images: data.test.len(),
+        fit_images: data.fit.len(),
+        bootstrap: suite.bootstrap,
+        jobs: suite.jobs.len(),
+        detectors: slots.iter().map(|s| s.name.clone()).collect(),
+        modes: suite.modes.iter().map(|m| m.to_string()).collect(),
+        protocols: suite.protocols.clone(),
+        subnet: sub.record.clone(),
+    };
+    let tables = crate::suite::render::render(&dir, &suite_record, &records, Some(&sub.file))?;
+    ctx.record("report", true, report_start);
+
+    let seeds = BTreeMap::from([
+        ("suite".to_string(), suite.seed),
+        ("model".to_string(), match &suite.model {
+            crate::suite::schema::ModelSpec::Train(c) => c.seed,
+            crate::suite::schema::ModelSpec::Weights { .. } => 0,
+        }),
+        ("subnet".to_string(), suite.subnet.seed),
+        ("detectors".to_string(), suite.detector_config.seed),
+        ("bootstrap".to_string(), suite.seed),
+    ]);
+    let inputs = BTreeMap::from([
+        ("suite_file".to_string(), suite.source_hash.clone()),
+        (format!("{}_test", suite.data.dataset), data.test.source_hash.clone()),
+        (format!("{}_train", suite.data.dataset), data.fit.source_hash.clone()),
+        ("model_weights".to_string(), model.hash.clone()),
+        ("subnets".to_string(), crate::suite::cache::sha256_file(&sub.file)?),
+        ("advdet_binary".to_string(), crate::suite::cache::code_identity().to_string()),
+    ]);
+    let manifest = Manifest {
+        advdet_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: git_commit(),
+        libtorch_version: crate::train::tch_version().to_string(),
+        device: crate::device::describe(device),
+        suite: suite.name.clone(),
+        suite_file: suite.path.display().to_string(),
+        shards: vec![opts.shard.to_string()],
+        seeds,
+        inputs,
+        stages: ctx.stage_times(),
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        detectors_oblivious_to_attacks: true,
+        protocol: crate::report::manifest::PROTOCOL_NOTE.to_string(),
+    };
+    manifest.write(&dir.join("manifest.json"))?;
+    if records.is_empty() && !jobs.is_empty() {
+        return Err(Error::Missing("no job produced a record".into()));
+    }
+    Ok(RunSummary { report_dir: dir, stages: manifest.stages, tables, jobs_run: jobs.len(), wall_seconds: manifest.wall_seconds })
+}
+
+/// The one-screen summary printed at the end of a run.
+pub fn summary_text(s: &RunSummary) -> String {
+    let mut out = format!("{:<10} {:>9} {:>7} {:>10}\n", "stage", "computed", "cached", "seconds");
+    for st in &s.stages {
+        out += &format!("{:<10} {:>9} {:>7} {:>10.1}\n", st.stage, st.computed, st.cached, st.seconds);
+    }
+    if let Some(t) = s.tables.first() {
+        out += &format!("\nAUROC ({} protocol), best detector per attack:\n", t.protocol);
+        for (label, asr, cells) in &t.rows {
+            let best = cells.iter().zip(&t.columns).filter(|(c, _)| c.best).map(|(c, (d, m))| {
+                format!("{d} ({m}) {:.3}", c.auroc.unwrap_or(f64::NAN))
+            });
+            let best: Vec<String> = best.collect();
+            out += &format!("  {label:<32} ASR {asr:.3}  {}\n", if best.is_empty() { "n/a".into() } else { best.join(", ") });
+        }
+    }
+    out += &format!(
+        "\n{} jobs in {:.1} s{}; report: {}\n",
+        s.jobs_run,
+        s.wall_seconds,
+        if s.all_cached() { " (everything from the cache)" } else { "" },
+        s.report_dir.join("index.html").display()
+    );
+    out
+}

@@ -1,0 +1,272 @@
+//! The cached stages of a suite run (data, model, class subnetworks after Wang et al., arXiv 1910.02673, attacks):
+//! each computes into its cache folder and the run always reads the result back from disk, so a fresh, a resumed and a
+//! warm run consume the same bytes.
+use crate::data::{self, Dataset, Split};
+use crate::error::{Error, Result};
+use crate::models::checkpoint::{self, write_atomic};
+use crate::models::Model;
+use crate::report::manifest::StageTime;
+use crate::subnet::{self, Subnets};
+use crate::suite::cache::{read_json, sha256_file, write_json, Cache, KeyBuilder, StageDir};
+use crate::suite::records::SubnetRecord;
+use crate::suite::schema::{Job, ModelSpec, Suite};
+use crate::train;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// What every stage needs: the suite, the cache, the device and the running tally of stage times.
+pub struct Ctx<'a> {
+    pub suite: &'a Suite,
+    pub cache: Cache,
+    pub device: Device,
+    pub stats: BTreeMap<&'static str, StageTime>,
+}
+
+/// The stages in pipeline order (the manifest lists them so).
+pub const STAGES: [&str; 8] = ["data", "model", "subnets", "attacks", "fit", "scores", "metrics", "report"];
+
+impl<'a> Ctx<'a> {
+    pub fn device_kind(&self) -> &'static str {
+        if self.device.is_cuda() {
+            "cuda"
+        } else {
+            "cpu"
+        }
+    }
+
+    /// Adds one instance of `stage` to the tally.
+    pub fn record(&mut self, stage: &'static str, computed: bool, start: Instant) {
+        let e = self.stats.entry(stage).or_insert_with(|| StageTime {
+            stage: stage.to_string(),
+            computed: 0,
+            cached: 0,
+            seconds: 0.0,
+        });
+        if computed {
+            e.computed += 1;
+        } else {
+            e.cached += 1;
+        }
+        e.seconds += start.elapsed().as_secs_f64();
+    }
+
+    pub fn stage_times(&self) -> Vec<StageTime> {
+        STAGES.iter().filter_map(|s| self.stats.get(s).cloned()).collect()
+    }
+
+    pub fn say(&self, msg: &str) {
+        eprintln!("[{}] {msg}", self.suite.name);
+    }
+}
+
+/// Writes named tensors (moved to the CPU) to a .safetensors file atomically.
+pub fn save_tensors(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<()> {
+    let cpu: Vec<(&str, Tensor)> = tensors.iter().map(|(n, t)| (*n, t.to_device(Device::Cpu).contiguous())).collect();
+    write_atomic(path, |tmp| {
+        Tensor::write_safetensors(&cpu, tmp).map_err(|e| Error::format(path, format!("cannot write: {e}")))
+    })
+}
+
+/// Reads the named tensors of a .safetensors file, each required.
+pub fn load_tensors(path: &Path, names: &[&str]) -> Result<Vec<Tensor>> {
+    let all = Tensor::read_safetensors(path).map_err(|e| Error::format(path, format!("unreadable cache file: {e}")))?;
+    names
+        .iter()
+        .map(|n| {
+            all.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| Error::format(path, format!("no tensor named {n}")))
+        })
+        .collect()
+}
+
+/// The data of a run: the attacked test images, the held-out fitting images, and the full splits while needed.
+pub struct DataStage {
+    pub key: String,
+    pub test: Dataset,
+    pub fit: Dataset,
+    pub test_full: Dataset,
+    pub train_full: Option<Dataset>,
+}
+
+fn subset(like: &Dataset, images: Tensor, labels: Tensor) -> Dataset {
+    Dataset { name: like.name, split: like.split, images, labels, source_hash: like.source_hash.clone() }
+}
+
+pub fn data_stage(ctx: &mut Ctx) -> Result<DataStage> {
+    let start = Instant::now();
+    let d = &ctx.suite.data;
+    let hint = |e: Error| match e {
+        Error::Missing(m) => Error::Missing(format!("{m} (in a suite file: data_dir in [data] of {})", ctx.suite.path.display())),
+        other => other,
+    };
+    let test_full = data::load(d.dataset, d.data_dir.as_deref(), Split::Test).map_err(hint)?;
+    let train_full = data::load(d.dataset, d.data_dir.as_deref(), Split::Train).map_err(hint)?;
+    if d.fit_size >= train_full.len() {
+        return Err(Error::config(
+            "data.fit_size",
+            d.fit_size,
+            format!("must be below the {} images of the {} training split", train_full.len(), d.dataset),
+        ));
+    }
+    let n_test = d.test_limit.min(test_full.len());
+    let key = KeyBuilder::new("data")
+        .part("dataset", d.dataset)
+        .part("test", &test_full.source_hash)
+        .part("train", &train_full.source_hash)
+        .part("test_limit", n_test)
+        .part("fit_size", d.fit_size)
+        .finish();
+    let stage = ctx.cache.stage("data", &key);
+    let computed = !stage.is_done();
+    if computed {
+        stage.create()?;
+        let test = test_full.limit(n_test);
+        let fit = crate::detectors::fit_split(&train_full, d.fit_size);
+        let tensors = [("test_images", &test.images), ("test_labels", &test.labels), ("fit_images", &fit.images), ("fit_labels", &fit.labels)];
+        save_tensors(&stage.file("data.safetensors"), &tensors)?;
+        let info = BTreeMap::from([("test_sha256", test_full.source_hash.clone()), ("train_sha256", train_full.source_hash.clone())]);
+        stage.finish(&info)?;
+    }
+    let t = load_tensors(&stage.file("data.safetensors"), &["test_images", "test_labels", "fit_images", "fit_labels"])?;
+    let test = subset(&test_full, t[0].shallow_clone(), t[1].shallow_clone());
+    let fit = subset(&train_full, t[2].shallow_clone(), t[3].shallow_clone());
+    ctx.record("data", computed, start);
+    Ok(DataStage { key, test, fit, test_full, train_full: Some(train_full) })
+}
+
+/// The classifier of a run.
+pub struct ModelStage {
+    pub model: Model,
+    pub path: PathBuf,
+    pub hash: String,
+    pub label: String,
+    /// Clean accuracy on the full test split.
+    pub accuracy: f64,
+}
+
+pub fn model_stage(ctx: &mut Ctx, data: &DataStage) -> Result<ModelStage> {
+    let start = Instant::now();
+    let train_hash = &data.fit.source_hash;
+    let (path, arch, label, computed) = match &ctx.suite.model {
+        ModelSpec::Train(cfg) => {
+            let expected = data::cache_dir().join("models").join(format!(
+                "{}-{}-s{}-e{}-{}.safetensors",
+                cfg.arch,
+                cfg.dataset,
+                cfg.seed,
+                cfg.epochs,
+                cfg.cache_key(train_hash)
+            ));
+            let cached = expected.is_file() && checkpoint::sidecar_path(&expected).is_file();
+            if !cached {
+                ctx.say(&format!("training {} on {} ({} epochs), once; later runs take it from the model cache", cfg.arch, cfg.dataset, cfg.epochs));
+            }
+            let path = train::cached_model(cfg, ctx.suite.data.data_dir.as_deref(), ctx.device)?;
+            (path, Some(cfg.arch), format!("{}-s{}-e{}", cfg.arch, cfg.seed, cfg.epochs), !cached)
+        }
+        ModelSpec::Weights { path, arch } => {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            (path.clone(), *arch, stem, false)
+        }
+    };
+    let (mut model, meta) = checkpoint::load(&path, arch, ctx.device)?;
+    model.arch.check_dataset(ctx.suite.data.dataset)?;
+    model.freeze();
+    let label = if label.starts_with(model.arch.as_str()) { label } else { format!("{}:{label}", model.arch) };
+    let hash = sha256_file(&path)?;
+    let accuracy = match meta.filter(|m| m.dataset == ctx.suite.data.dataset && m.data_hash == *train_hash) {
+        Some(m) => m.test_accuracy,
+        None => train::evaluate(&model, &data.test_full, 500).accuracy,
+    };
+    ctx.record("model", computed, start);
+    Ok(ModelStage { model, path, hash, label, accuracy })
+}
+
+/// The class subnetworks of the model.
+pub struct SubnetStage {
+    pub key: String,
+    pub subnets: Subnets,
+    pub file: PathBuf,
+    pub record: SubnetRecord,
+}
+
+pub fn subnet_stage(ctx: &mut Ctx, data: &mut DataStage, model: &ModelStage) -> Result<SubnetStage> {
+    let start = Instant::now();
+    let key = KeyBuilder::new("subnets")
+        .part("model", &model.hash)
+        .part("data", &data.key)
+        .json("config", &ctx.suite.subnet)
+        .part("device", ctx.device_kind())
+        .finish();
+    let stage = ctx.cache.stage("subnets", &key);
+    let computed = !stage.is_done();
+    if computed {
+        ctx.say("extracting the class subnetworks");
+        stage.create()?;
+        let train = data.train_full.as_ref().ok_or_else(|| Error::Missing("the training split was released".into()))?;
+        let own = train.range(0, train.len() - ctx.suite.data.fit_size);
+        let ex = subnet::extract(&model.model, &own, &data.test_full, &ctx.suite.subnet)?;
+        subnet::output::write_all(&ex, &stage.file("subnets.safetensors"))?;
+        let a = &ex.summary.analysis;
+        let record = SubnetRecord {
+            layers: a.layers.clone(),
+            kept: a.kept_per_layer.clone(),
+            kept_fraction: a.kept_fraction.clone(),
+            own_class_accuracy: a.own_class_accuracy.clone(),
+            full_model_accuracy: a.full_model_accuracy.clone(),
+            similarity: a.jaccard.clone(),
+        };
+        write_json(&stage.file("record.json"), &record)?;
+        stage.finish(&BTreeMap::from([("extract_seconds", ex.summary.extract_seconds)]))?;
+    }
+    data.train_full = None;
+    let file = stage.file("subnets.safetensors");
+    let subnets = Subnets::load(&file, model.model.gate_layout(), ctx.device)?;
+    let record: SubnetRecord = read_json(&stage.file("record.json"))?;
+    ctx.record("subnets", computed, start);
+    Ok(SubnetStage { key, subnets, file, record })
+}
+
+/// One job's adversarial images and the model's predictions on them.
+pub struct AttackStage {
+    pub key: String,
+    pub adversarial: Tensor,
+    pub pred_adv: Vec<i64>,
+}
+
+/// Whether an attack reads the subnetworks (its cache key then depends on them).
+fn uses_subnets(job: &Job) -> bool {
+    job.name.starts_with("adaptive")
+}
+
+pub fn attack_stage(ctx: &mut Ctx, job: &Job, data: &DataStage, model: &ModelStage, sub: &SubnetStage) -> Result<AttackStage> {
+    let start = Instant::now();
+    let mut kb = KeyBuilder::new("attack")
+        .part("model", &model.hash)
+        .part("data", &data.key)
+        .json("spec", &job.attack)
+        .part("device", ctx.device_kind());
+    if uses_subnets(job) {
+        kb = kb.part("subnets", &sub.key);
+    }
+    let key = kb.finish();
+    let stage: StageDir = ctx.cache.stage("attack", &key);
+    let computed = !stage.is_done();
+    if computed {
+        stage.create()?;
+        let attack = crate::attacks::build(&job.attack, Some(&sub.subnets))?;
+        let batch = ctx.suite.batch_size as i64;
+        let adv = crate::attacks::run_batched(attack.as_ref(), &model.model, &data.test.images, &data.test.labels, batch)?;
+        let pred = model.model.predict(&adv, batch);
+        save_tensors(&stage.file("adv.safetensors"), &[("adversarial", &adv), ("pred_adv", &pred)])?;
+        stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
+    }
+    let t = load_tensors(&stage.file("adv.safetensors"), &["adversarial", "pred_adv"])?;
+    let pred_adv = Vec::<i64>::try_from(t[1].to_kind(Kind::Int64))?;
+    ctx.record("attacks", computed, start);
+    Ok(AttackStage { key, adversarial: t[0].shallow_clone(), pred_adv })
+}

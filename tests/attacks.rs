@@ -1,0 +1,258 @@
+//! The attack library: golden vectors from torchattacks (scripts/reference/gen_attack_vectors.py), properties of every
+//! attack on the trained LeNet and real MNIST test images, and clear errors on bad input.
+mod common;
+
+use advdet::attacks::{self, Attack, AttackOutcome, AttackSpec, Norm, Pgd, Targeting};
+use advdet::data::{self, DatasetName, Split};
+use advdet::models::{checkpoint, Arch, Model};
+use advdet::rng::Rng;
+use advdet::subnet::Subnets;
+use common::TestResult;
+use tch::{Device, Tensor};
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64, tch::TchError> {
+    f64::try_from((a - b).abs().max())
+}
+
+fn tensor(named: &[(String, Tensor)], name: &str) -> Result<Tensor, String> {
+    named.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).ok_or(format!("no tensor {name}"))
+}
+
+#[test]
+fn matches_torchattacks_golden_vectors() -> TestResult {
+    let dir = common::fixtures().join("attacks");
+    let mut model = Model::new(Arch::Lenet, Device::Cpu);
+    checkpoint::load_weights(&mut model, &dir.join("lenet_small.safetensors"))?;
+    model.freeze();
+    let named = Tensor::read_safetensors(dir.join("vectors.safetensors"))?;
+    let params: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("params.json"))?)?;
+    let (images, labels, targets) = (tensor(&named, "images")?, tensor(&named, "labels")?, tensor(&named, "targets")?);
+    let given = Targeting::Given(Vec::<i64>::try_from(&targets)?);
+    let attacks = params["attacks"].as_object().ok_or("params.json: no attacks")?;
+    assert_eq!(attacks.len(), 8, "every golden vector is checked");
+    for (key, p) in attacks {
+        let name = p["attack"].as_str().ok_or("no attack name")?;
+        let mut spec = AttackSpec::named(name);
+        spec.eps = p["eps"].as_f64();
+        spec.alpha = p["alpha"].as_f64();
+        spec.steps = p["steps"].as_u64().map(|s| s as usize);
+        spec.decay = p["decay"].as_f64();
+        if name.starts_with("pgd") {
+            spec.random_start = Some(false);
+        }
+        let targeted = p["targeted"].as_bool().unwrap_or(false);
+        let adv = match (name, targeted) {
+            (_, false) => attacks::build(&spec, None)?.perturb(&model, &images, &labels)?,
+            ("fgsm", true) => {
+                let a = attacks::Fgsm { eps: spec.eps.ok_or("eps")?, targeting: given.clone() };
+                a.perturb(&model, &images, &labels)?
+            }
+            (_, true) => {
+                let base = if name == "pgd-l2" { Pgd::l2() } else { Pgd::linf() };
+                let a = Pgd {
+                    eps: spec.eps.ok_or("eps")?,
+                    alpha: spec.alpha.ok_or("alpha")?,
+                    steps: spec.steps.ok_or("steps")?,
+                    random_start: false,
+                    targeting: given.clone(),
+                    ..base
+                };
+                a.perturb(&model, &images, &labels)?
+            }
+        };
+        let diff = max_abs_diff(&adv, &tensor(&named, key)?)?;
+        assert!(diff <= 1e-5, "{key}: max |advdet - torchattacks| = {diff}");
+        let moved = max_abs_diff(&adv, &images)?;
+        assert!(moved > 0.01, "{key}: the attack moved the images ({moved})");
+    }
+    Ok(())
+}
+
+/// The first `n` MNIST test images (file order) and the trained LeNet.
+fn mnist_and_lenet(n: usize) -> Result<(Model, Tensor, Tensor), Box<dyn std::error::Error>> {
+    let ds = data::load(DatasetName::Mnist, None, Split::Test)?.limit(n);
+    Ok((common::load_lenet_mnist(), ds.images, ds.labels))
+}
+
+/// Real (if crude) subnetworks: conv layers whole, a seeded half of fc1's units per class.
+fn half_fc_subnets(model: &Model) -> Subnets {
+    let layout = model.gate_layout().clone();
+    let units = layout.units() as usize;
+    let fc_off = units - 500;
+    let mut masks = vec![1f32; 10 * units];
+    for c in 0..10 {
+        let mut rng = Rng::stream(7, c as u64);
+        for u in 0..500 {
+            masks[c * units + fc_off + u] = (rng.below(2) as f32).min(1.0);
+        }
+    }
+    let masks = Tensor::from_slice(&masks).view([10, units as i64]);
+    Subnets { layout, gates: masks.copy(), masks }
+}
+
+struct Case {
+    attack: Box<dyn Attack>,
+    budget_check: bool,
+}
+
+fn check_properties(model: &Model, xs: &Tensor, ys: &Tensor, case: &Case) -> TestResult {
+    let a = case.attack.as_ref();
+    let adv = attacks::run_batched(a, model, xs, ys, 64)?;
+    let name = a.name();
+    let (lo, hi) = (f64::try_from(adv.min())?, f64::try_from(adv.max())?);
+    assert!(lo >= 0.0 && hi <= 1.0, "{name}: output range [{lo}, {hi}]");
+    let pred_clean = model.predict(xs, 256);
+    let pred_adv = model.predict(&adv, 256);
+    let out = AttackOutcome::new(xs, &adv, ys, &pred_clean, &pred_adv, None)?;
+    let s = out.summary();
+    assert!(s.adversarial_accuracy < s.clean_accuracy, "{name}: accuracy {} -> {}", s.clean_accuracy, s.adversarial_accuracy);
+    if let (Some(eps), true) = (a.budget(), case.budget_check) {
+        let worst = match a.norm() {
+            Norm::Linf => s.linf_max,
+            Norm::L2 => s.l2_max,
+        };
+        assert!(worst <= eps + 1e-6, "{name}: perturbation {worst} beyond eps {eps}");
+    }
+    let again = attacks::run_batched(a, model, xs, ys, 64)?;
+    assert!(adv.equal(&again), "{name}: same seed, same output");
+    Ok(())
+}
+
+#[test]
+fn every_attack_keeps_budget_range_and_lowers_accuracy() -> TestResult {
+    let (model, xs, ys) = mnist_and_lenet(96)?;
+    let subnets = half_fc_subnets(&model);
+    let spec = |name: &str, f: &dyn Fn(&mut AttackSpec)| {
+        let mut s = AttackSpec::named(name);
+        f(&mut s);
+        s
+    };
+    let specs = [
+        spec("fgsm", &|s| s.eps = Some(0.3)),
+        spec("bim", &|s| (s.eps, s.alpha, s.steps) = (Some(0.2), Some(0.03), Some(10))),
+        spec("pgd-linf", &|s| (s.eps, s.steps, s.restarts, s.seed) = (Some(0.2), Some(10), Some(2), Some(3))),
+        spec("pgd-l2", &|s| (s.eps, s.steps, s.seed) = (Some(1.5), Some(10), Some(5))),
+        spec("mifgsm", &|s| s.eps = Some(0.2)),
+        spec("cw-l2", &|s| (s.c, s.steps, s.binary_steps) = (Some(10.0), Some(30), Some(1))),
+        spec("deepfool", &|s| s.steps = Some(10)),
+        spec("adaptive", &|s| (s.eps, s.steps, s.kappa) = (Some(0.2), Some(10), Some(1.0))),
+    ];
+    for s in &specs {
+        let start = std::time::Instant::now();
+        let case = Case { attack: attacks::build(s, Some(&subnets))?, budget_check: true };
+        check_properties(&model, &xs, &ys, &case)?;
+        eprintln!("{}: {:.1} s", s.name, start.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+#[test]
+fn adaptive_with_zero_weight_is_pgd_and_with_weight_keeps_the_subnet_confident() -> TestResult {
+    let (model, xs, ys) = mnist_and_lenet(64)?;
+    let subnets = half_fc_subnets(&model);
+    let mut spec = AttackSpec::named("adaptive");
+    (spec.eps, spec.steps, spec.kappa) = (Some(0.2), Some(10), Some(0.0));
+    let zero = attacks::build(&spec, Some(&subnets))?.perturb(&model, &xs, &ys)?;
+    let pgd = Pgd { eps: 0.2, steps: 10, ..Pgd::linf() }.perturb(&model, &xs, &ys)?;
+    assert!(zero.equal(&pgd), "kappa 0 is plain PGD-Linf");
+    spec.kappa = Some(5.0);
+    let adaptive = attacks::build(&spec, Some(&subnets))?.perturb(&model, &xs, &ys)?;
+    let subnet_ce = |adv: &Tensor| -> Result<f64, tch::TchError> {
+        let _g = tch::no_grad_guard();
+        let pred = model.logits(adv).argmax(-1, false);
+        f64::try_from(subnets.logits(&model, adv, &pred).cross_entropy_for_logits(&pred))
+    };
+    let (plain, adapted) = (subnet_ce(&pgd)?, subnet_ce(&adaptive)?);
+    assert!(adapted < plain, "subnet CE on the predicted class: adaptive {adapted} vs PGD {plain}");
+    Ok(())
+}
+
+#[test]
+fn targeted_attacks_reach_their_targets_more_often_than_chance() -> TestResult {
+    let (model, xs, ys) = mnist_and_lenet(64)?;
+    let labels = Vec::<i64>::try_from(&ys)?;
+    for targeting in [Targeting::Random { seed: 11 }, Targeting::LeastLikely] {
+        let a = Pgd { eps: 0.3, steps: 20, targeting: targeting.clone(), ..Pgd::linf() };
+        let adv = attacks::run_batched(&a, &model, &xs, &ys, 24)?;
+        let targets = targeting.targets(&model, &xs, &ys, 0, 10)?.ok_or("targeted")?;
+        let t = Vec::<i64>::try_from(&targets)?;
+        assert!(t.iter().zip(&labels).all(|(t, y)| t != y), "{targeting:?}: a target differs from the label");
+        let pred = Vec::<i64>::try_from(&model.predict(&adv, 64))?;
+        let hit = pred.iter().zip(&t).filter(|(p, t)| p == t).count() as f64 / t.len() as f64;
+        assert!(hit > 0.1 + 0.2, "{targeting:?}: target hit rate {hit}");
+    }
+    // random targets depend on the sample's index, not on the batching
+    let r = Targeting::Random { seed: 11 };
+    let whole = r.targets(&model, &xs, &ys, 0, 10)?.ok_or("targeted")?;
+    let tail = r.targets(&model, &xs.narrow(0, 40, 24), &ys.narrow(0, 40, 24), 40, 10)?.ok_or("targeted")?;
+    assert!(whole.narrow(0, 40, 24).equal(&tail));
+    Ok(())
+}
+
+fn config_error(result: advdet::Result<Box<dyn Attack>>, field: &str) -> TestResult {
+    match result {
+        Err(advdet::Error::Config { field: f, .. }) if f == field => Ok(()),
+        Err(e) => Err(format!("expected an error naming {field}, got: {e}").into()),
+        Ok(a) => Err(format!("expected an error naming {field}, built {}", a.name()).into()),
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() -> TestResult {
+    let with = |name: &str, f: &dyn Fn(&mut AttackSpec)| {
+        let mut s = AttackSpec::named(name);
+        f(&mut s);
+        attacks::build(&s, None)
+    };
+    config_error(with("pgd-linf", &|s| s.eps = Some(-0.1)), "eps")?;
+    config_error(with("fgsm", &|s| s.eps = Some(f64::NAN)), "eps")?;
+    config_error(with("bim", &|s| s.steps = Some(0)), "steps")?;
+    config_error(with("pgd-l2", &|s| (s.restarts, s.random_start) = (Some(3), Some(false))), "restarts")?;
+    config_error(with("mifgsm", &|s| s.targeted = Some("sideways".into())), "targeted")?;
+    config_error(with("pgd-lnf", &|_| {}), "attack")?;
+    let e = with("fgsm", &|s| s.c = Some(1.0)).err().ok_or("c for fgsm")?.to_string();
+    assert!(e.contains("c = 1") && e.contains("does not apply to attack fgsm"), "{e}");
+    config_error(with("deepfool", &|s| s.targeted = Some("random".into())), "targeted")?;
+    assert!(matches!(with("adaptive", &|_| {}), Err(advdet::Error::Missing(_))), "adaptive needs subnetworks");
+    let unknown = serde_json::from_str::<AttackSpec>(r#"{"name": "fgsm", "epsilon": 0.3}"#);
+    assert!(unknown.err().ok_or("unknown field")?.to_string().contains("epsilon"));
+
+    let (model, xs, ys) = mnist_and_lenet(8)?;
+    let given = attacks::Fgsm { eps: 0.1, targeting: Targeting::Given(vec![1, 2, 3, 4, 5, 6, 7, 10]) };
+    let e = given.perturb(&model, &xs, &ys).err().ok_or("target 10")?.to_string();
+    assert!(e.contains("targets[7]") && e.contains("10"), "{e}");
+    let short = attacks::Fgsm { eps: 0.1, targeting: Targeting::Given(vec![1, 2]) };
+    assert!(short.perturb(&model, &xs, &ys).is_err(), "too few targets");
+    let fgsm = attacks::Fgsm::default();
+    let empty = attacks::run_batched(&fgsm, &model, &xs.narrow(0, 0, 0), &ys.narrow(0, 0, 0), 8);
+    assert!(empty.err().ok_or("empty")?.to_string().contains("empty"));
+    let e = fgsm.perturb(&model, &xs, &(&ys + 10)).err().ok_or("label 10+")?.to_string();
+    assert!(e.contains("labels"), "{e}");
+    let e = fgsm.perturb(&model, &(&xs * 2.0), &ys).err().ok_or("pixels > 1")?.to_string();
+    assert!(e.contains("[0, 1]"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn cli_writes_the_five_tensors_and_rejects_bad_eps() -> TestResult {
+    let model = common::lenet_mnist();
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("fgsm.safetensors");
+    let (m, o) = (model.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
+    let args = ["attack", "--model", &m, "--limit", "32", "--attack", "fgsm", "--eps", "0.2", "--device", "cpu"];
+    let (code, stdout, stderr) = common::run_advdet(&[&args[..], &["--out", &o]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("success rate") && stdout.contains("images/s"), "{stdout}");
+    let named = Tensor::read_safetensors(&out)?;
+    let mut names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["adversarial", "clean", "labels", "pred_adv", "pred_clean"]);
+    let (clean, adv) = (tensor(&named, "clean")?, tensor(&named, "adversarial")?);
+    assert_eq!(clean.size(), [32, 1, 28, 28]);
+    assert!(max_abs_diff(&clean, &adv)? <= 0.2 + 1e-6);
+    let bad = ["attack", "--model", &m, "--attack", "pgd-linf", "--eps=-1", "--out", &o];
+    let (code, _, stderr) = common::run_advdet(&bad);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("eps") && stderr.contains("-1"), "{stderr}");
+    Ok(())
+}

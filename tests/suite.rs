@@ -1,0 +1,217 @@
+//! Suites end to end (the benchmark of Wang, Su, Zhang, Hu, arXiv 1910.02673): schema errors name file, key and line;
+//! runs are byte-reproducible, warm runs recompute nothing, a SIGKILLed run resumes to the same results, and merged
+//! shards equal an unsharded run. The suites here are tiny (64 test images, FGSM, msp) to keep the file fast.
+mod common;
+
+use advdet::suite::schema;
+use common::{advdet, run_advdet, TestResult};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BASE: &str = r#"[suite]
+name = "tiny"
+seed = 3
+
+[data]
+dataset = "mnist"
+test_limit = 64
+fit_size = 100
+
+[subnet]
+steps = 20
+images_per_class = 40
+batch_per_class = 8
+cross_images_per_class = 10
+
+[[attack]]
+name = "fgsm"
+eps = [0.1, 0.3]
+
+[detectors]
+names = ["msp"]
+modes = ["full", "subnet"]
+
+[metrics]
+bootstrap = 50
+"#;
+
+fn parse_err(text: &str) -> String {
+    match schema::parse(Path::new("attacks/x.toml"), text, String::new()) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn expect(msg: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(msg.contains(p), "`{p}` not in: {msg}");
+    }
+}
+
+#[test]
+fn schema_errors_name_file_key_and_line() {
+    let unknown = BASE.replace("fit_size = 100\n", "fit_size = 100\nfit_sise = 3\n");
+    expect(&parse_err(&unknown), &["attacks/x.toml", "line 9", "fit_sise"]);
+    let attack_key = BASE.replace("eps = [0.1, 0.3]\n", "eps = [0.1, 0.3]\nstepz = 3\n");
+    expect(&parse_err(&attack_key), &["attacks/x.toml", "line 19", "attack.stepz", "#1"]);
+    let attack_name = BASE.replace("name = \"fgsm\"", "name = \"fgsn\"");
+    expect(&parse_err(&attack_name), &["attacks/x.toml", "line 17", "attack.name", "fgsn"]);
+    let detector = BASE.replace("names = [\"msp\"]", "names = [\"msp\", \"nope\"]");
+    expect(&parse_err(&detector), &["attacks/x.toml", "line 21", "detectors.names", "nope"]);
+    let empty = BASE.replace("eps = [0.1, 0.3]", "eps = []");
+    expect(&parse_err(&empty), &["attacks/x.toml", "line 18", "attack.eps", "empty"]);
+    let section = BASE.replace("[metrics]", "[metricz]");
+    expect(&parse_err(&section), &["attacks/x.toml", "line 24", "metricz"]);
+    let protocol = BASE.replace("bootstrap = 50", "bootstrap = 50\nprotocol = \"some\"");
+    expect(&parse_err(&protocol), &["line 26", "metrics.protocol", "some"]);
+}
+
+#[test]
+fn eps_lists_expand_to_one_job_each() -> TestResult {
+    let s = schema::parse(Path::new("x.toml"), BASE, String::new())?;
+    let params: Vec<&str> = s.jobs.iter().map(|j| j.params.as_str()).collect();
+    assert_eq!(params, ["eps=0.1", "eps=0.3"]);
+    assert_eq!(s.jobs[1].attack.eps, Some(0.3));
+    assert_eq!(s.jobs[1].attack.seed, Some(3), "the suite seed reaches attacks that take one");
+    Ok(())
+}
+
+#[test]
+fn every_shipped_suite_parses() -> TestResult {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("attacks");
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = schema::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            assert!(!s.jobs.is_empty());
+        }
+    }
+    Ok(())
+}
+
+/// Writes the tiny suite (with the cached default LeNet as its weights) into `dir`.
+fn tiny_suite(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let weights = common::lenet_mnist();
+    let text = BASE.replace("[subnet]", &format!("[model]\nweights = {:?}\n\n[subnet]", weights.display().to_string()));
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = vec!["run", suite.to_str().ok_or("path")?, "--out", out.to_str().ok_or("path")?, "--device", "cpu"];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = run_advdet(&args);
+    if code != 0 {
+        return Err(format!("advdet run exited {code}:\n{stdout}\n{stderr}").into());
+    }
+    Ok(())
+}
+
+fn results(out: &Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(out.join("tiny").join("results.csv"))
+}
+
+#[test]
+fn runs_are_byte_identical_and_warm_runs_recompute_nothing() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let suite = tiny_suite(tmp.path())?;
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run_suite(&suite, &a, &[])?;
+    run_suite(&suite, &b, &[])?;
+    assert_eq!(results(&a)?, results(&b)?, "two runs with the same seed differ");
+    let first = results(&a)?;
+    assert_eq!(String::from_utf8(first.clone())?.lines().count(), 1 + 2 * 2, "header + 2 attacks x 2 modes");
+
+    run_suite(&suite, &a, &[])?;
+    assert_eq!(results(&a)?, first);
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("tiny").join("manifest.json"))?)?;
+    let stages = manifest["stages"].as_array().ok_or("no stages")?;
+    for s in stages.iter().filter(|s| s["stage"] != "report") {
+        assert_eq!(s["computed"], 0, "warm run recomputed {s}");
+    }
+    for file in ["results.parquet", "table.md", "table.tex", "index.html", "roc/000-fgsm_eps_0.1.svg", "roc/001-fgsm_eps_0.3.png"] {
+        assert!(a.join("tiny").join(file).is_file(), "{file} missing");
+    }
+    let table = std::fs::read_to_string(a.join("tiny").join("table.md"))?;
+    assert!(table.contains("| fgsm eps=0.1 |") && table.contains("msp (subnet)") && table.contains("**"), "{table}");
+    Ok(())
+}
+
+/// Starts a run, SIGKILLs it as soon as `ready` holds for its cache, reruns it to the end.
+fn killed_then_resumed(suite: &Path, out: &Path, ready: impl Fn(&Path) -> bool) -> TestResult {
+    let cache = out.join("tiny").join("cache");
+    let mut child = advdet()
+        .args(["run", suite.to_str().ok_or("path")?, "--out", out.to_str().ok_or("path")?, "--device", "cpu"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let start = Instant::now();
+    while !ready(&cache) && child.try_wait()?.is_none() && start.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let was_running = child.try_wait()?.is_none();
+    child.kill()?; // SIGKILL on Unix
+    child.wait()?;
+    assert!(was_running, "the run ended before it could be killed");
+    assert!(!out.join("tiny").join("results.csv").exists(), "killed before the report, yet results exist");
+    run_suite(suite, out, &[])
+}
+
+fn stage_done(cache: &Path, prefix: &str) -> bool {
+    std::fs::read_dir(cache).is_ok_and(|d| {
+        d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(prefix) && e.path().join("done.json").is_file())
+    })
+}
+
+#[test]
+fn a_sigkilled_run_resumes_to_the_same_results() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let suite = tiny_suite(tmp.path())?;
+    let reference = tmp.path().join("ref");
+    run_suite(&suite, &reference, &[])?;
+    let expected = results(&reference)?;
+    for (i, prefix) in ["data-", "attack-"].iter().enumerate() {
+        let out = tmp.path().join(format!("killed{i}"));
+        killed_then_resumed(&suite, &out, |c| stage_done(c, prefix))?;
+        assert_eq!(results(&out)?, expected, "resumed after a kill once {prefix} was done: results differ");
+    }
+    Ok(())
+}
+
+#[test]
+fn merged_shards_equal_an_unsharded_run() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let suite = tiny_suite(tmp.path())?;
+    let (whole, shards, merged) = (tmp.path().join("whole"), tmp.path().join("shards"), tmp.path().join("merged"));
+    run_suite(&suite, &whole, &[])?;
+    run_suite(&suite, &shards, &["--shard", "0/2"])?;
+    run_suite(&suite, &shards, &["--shard", "1/2"])?;
+    let dirs: Vec<String> = (0..2).map(|i| shards.join("tiny").join(format!("shard-{i}-of-2")).display().to_string()).collect();
+    let (code, _, stderr) = run_advdet(&["merge", &dirs[0], "--out", merged.to_str().ok_or("path")?]);
+    assert_eq!(code, 2, "merging one of two shards must fail: {stderr}");
+    assert!(stderr.contains("missing job indices 1"), "{stderr}");
+    let (code, _, stderr) = run_advdet(&["merge", &dirs[0], &dirs[1], "--out", merged.to_str().ok_or("path")?]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(results(&merged)?, results(&whole)?);
+    assert_eq!(std::fs::read(merged.join("tiny/table.md"))?, std::fs::read(whole.join("tiny/table.md"))?);
+    Ok(())
+}
+
+#[test]
+fn bad_shard_specs_and_missing_suites_exit_2() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let suite = tiny_suite(tmp.path())?;
+    let (code, _, stderr) = run_advdet(&["run", suite.to_str().ok_or("path")?, "--shard", "3/2"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("shard") && stderr.contains("3/2") && stderr.contains("below N"), "{stderr}");
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, BASE.replace("[data]", "[data]\ncolour = 1"))?;
+    let (code, _, stderr) = run_advdet(&["run", bad.to_str().ok_or("path")?]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("bad.toml") && stderr.contains("line 6") && stderr.contains("colour"), "{stderr}");
+    let (code, _, stderr) = run_advdet(&["run", "attacks/does-not-exist.toml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("does-not-exist.toml"), "{stderr}");
+    Ok(())
+}
