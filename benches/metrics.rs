@@ -51,5 +51,10 @@ fn bootstrap(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sizes, bootstrap);
+criterion_group! {
+    name = benches;
+    // no plots: criterion's need system fonts, and the numbers are what these benches are for
+    config = Criterion::default().without_plots();
+    targets = sizes, bootstrap
+}
 criterion_main!(benches);

@@ -126,6 +126,20 @@ fn extraction_is_deterministic_and_leaves_the_model_untouched() -> TestResult {
 }
 
 #[test]
+fn extraction_under_a_no_grad_guard_learns_the_same_gates() -> TestResult {
+    let model = load_lenet_mnist();
+    let train = mnist_train();
+    let (free, _) = extract::train_gates(&model, &train, &small())?;
+    let (guarded, _) = {
+        let _g = tch::no_grad_guard();
+        extract::train_gates(&model, &train, &small())?
+    };
+    assert!(free.equal(&guarded), "a caller's no-grad guard changed the gates");
+    assert!(f64::try_from(free.mean(Kind::Double))? < 1.0, "the gates did not move from their start");
+    Ok(())
+}
+
+#[test]
 fn trained_lenet_subnets_are_sparse_and_keep_own_class_accuracy() -> TestResult {
     let model = load_lenet_mnist();
     let cfg = ExtractConfig { steps: 100, batch_per_class: Some(12), lambda: 0.02, cross_images_per_class: Some(50), ..Default::default() };

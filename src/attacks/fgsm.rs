@@ -37,6 +37,9 @@ impl Attack for Fgsm {
     fn targeting(&self) -> &Targeting {
         &self.targeting
     }
+    fn gradient_passes(&self) -> Option<usize> {
+        Some(1)
+    }
     fn perturb_at(&self, model: &Model, xs: &Tensor, ys: &Tensor, offset: usize) -> Result<Tensor> {
         self.validate()?;
         let b = prepare(model, xs, ys, &self.targeting, offset)?;

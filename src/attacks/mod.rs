@@ -45,6 +45,12 @@ pub trait Attack {
     fn targeting(&self) -> &Targeting {
         &targeting::UNTARGETED
     }
+    /// The number of forward+backward passes the attack makes per batch when that number is fixed (FGSM, BIM, PGD,
+    /// MI-FGSM); `None` for attacks that stop early or take per-class gradients. The attack's time is bounded below by
+    /// that many passes of the model (see `gradient_bound`).
+    fn gradient_passes(&self) -> Option<usize> {
+        None
+    }
     /// Adversarial versions of `xs` (`[B, C, H, W]` in [0, 1]) with labels `ys` (`[B]`), when they are samples
     /// `offset..offset + B` of a larger set: the offset picks given targets, random targets and random starts, so the
     /// result does not depend on how a dataset is cut into batches.
@@ -73,6 +79,39 @@ pub fn run_batched(attack: &dyn Attack, model: &Model, xs: &Tensor, ys: &Tensor,
     }
     pb.finish_and_clear();
     Ok(Tensor::cat(&parts, 0))
+}
+
+/// The lower bound of an attack's time over a dataset-sized tensor, in seconds: `passes` forward+backward passes (the
+/// input gradient of the mean cross-entropy) per batch of `batch_size`, the batches moved to the model's device as
+/// `run_batched` moves them, after one untimed warm-up pass; CUDA is synchronised before the clock is read.
+pub fn gradient_bound(model: &Model, xs: &Tensor, ys: &Tensor, batch_size: i64, passes: usize) -> Result<f64> {
+    if batch_size < 1 {
+        return Err(Error::config("batch-size", batch_size, "must be at least 1"));
+    }
+    let n = check_shapes(model, xs, ys)?;
+    let device = model.device();
+    let sync = || {
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let pass = |bx: &Tensor, by: &Tensor| {
+        input_grad(bx, |x| Ok(model.net.forward(x, None, false).cross_entropy_for_logits(by))).map(drop)
+    };
+    let len = batch_size.min(n);
+    pass(&xs.narrow(0, 0, len).to_device(device), &ys.narrow(0, 0, len).to_device(device))?;
+    sync();
+    let start = std::time::Instant::now();
+    for s in (0..n).step_by(batch_size as usize) {
+        let len = batch_size.min(n - s);
+        let bx = xs.narrow(0, s, len).to_device(device);
+        let by = ys.narrow(0, s, len).to_device(device);
+        for _ in 0..passes {
+            pass(&bx, &by)?;
+        }
+    }
+    sync();
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// A validated batch on the model's device.

@@ -191,6 +191,10 @@ impl Attack for Pgd {
     fn targeting(&self) -> &Targeting {
         &self.targeting
     }
+    fn gradient_passes(&self) -> Option<usize> {
+        // restarts stop early once every sample has succeeded
+        (self.restarts == 1).then_some(self.steps)
+    }
     fn perturb_at(&self, model: &Model, xs: &Tensor, ys: &Tensor, offset: usize) -> Result<Tensor> {
         self.validate()?;
         let b = prepare(model, xs, ys, &self.targeting, offset)?;

@@ -73,6 +73,10 @@ pub struct AttackArgs {
     /// Also report the success rate counting only perturbations of at most EPS (repeatable)
     #[arg(long)]
     pub within: Vec<f64>,
+    /// Also time the model's own forward+backward passes over the same batches, as many per batch as the attack makes
+    /// (its lower bound), and print the attack's time as a ratio to it (fgsm, bim, pgd with one restart, mifgsm)
+    #[arg(long)]
+    pub bound: bool,
     /// Output file (.safetensors)
     #[arg(long)]
     pub out: PathBuf,
@@ -119,6 +123,14 @@ pub fn run(a: AttackArgs) -> Result<i32> {
         None => None,
     };
     let attack = attacks::build(&spec, subnets.as_ref())?;
+    let passes = match (a.bound, attack.gradient_passes()) {
+        (true, None) => anyhow::bail!(
+            "--bound: {} makes no fixed number of gradient passes; it is available for fgsm, bim, pgd-linf and pgd-l2 \
+             with one restart, and mifgsm",
+            attack.name()
+        ),
+        (bound, passes) => passes.filter(|_| bound),
+    };
     let mut ds = data::load(dataset, a.data_dir.as_deref(), a.split)?;
     if let Some(n) = a.limit {
         ds = ds.limit(n);
@@ -179,6 +191,14 @@ pub fn run(a: AttackArgs) -> Result<i32> {
         println!("success rate with {label} <= {eps}: {:.4}", outcome.success_within(norm, *eps));
     }
     println!("{:.1} images/s ({} images in {seconds:.2} s); wrote {}", s.n as f64 / seconds, s.n, a.out.display());
+    if let Some(passes) = passes {
+        let bound = attacks::gradient_bound(&model, &xs, &ys, a.batch_size, passes)?;
+        println!(
+            "forward+backward bound {bound:.2} s ({passes} passes per batch of {}); attack time / bound {:.3}",
+            a.batch_size,
+            seconds / bound
+        );
+    }
     Ok(0)
 }
 

@@ -269,10 +269,14 @@ pub fn train_gates(model: &Model, train: &Dataset, cfg: &ExtractConfig) -> Resul
         let idx = Tensor::from_slice(&idx).to_device(device);
         let weight = Tensor::from_slice(&weight).to_device(device);
         let (xs, ys, tp) = (images.index_select(0, &idx), labels.index_select(0, &idx), teacher.index_select(0, &idx));
-        let logits = model.net.forward(&xs, Some(&gates.index_select(0, &ys)), false) / t;
-        let ce = -(&tp * logits.log_softmax(-1, Kind::Float)).sum_dim_intlist(1, false, Kind::Float) * (t * t);
-        let loss = (&ce * &weight).sum(Kind::Float) + gates.sum(Kind::Float) * cfg.lambda;
-        let grad = Tensor::f_run_backward(&[&loss], &[&gates], false, false)?.remove(0);
+        // gradient tracking on even when the caller holds a no-grad guard (libtorch crashes on a backward without a graph)
+        let (ce, grad) = tch::with_grad(|| -> Result<(Tensor, Tensor)> {
+            let logits = model.net.forward(&xs, Some(&gates.index_select(0, &ys)), false) / t;
+            let ce = -(&tp * logits.log_softmax(-1, Kind::Float)).sum_dim_intlist(1, false, Kind::Float) * (t * t);
+            let loss = (&ce * &weight).sum(Kind::Float) + gates.sum(Kind::Float) * cfg.lambda;
+            let grad = Tensor::f_run_backward(&[&loss], &[&gates], false, false)?.remove(0);
+            Ok((ce.detach(), grad))
+        })?;
         {
             let _g = tch::no_grad_guard();
             velocity = &velocity * cfg.momentum + &grad;

@@ -1,0 +1,146 @@
+"""FGSM and PGD-Linf (10 and 40 steps): advdet vs torchattacks 3.5.1 on the same LeNet weights, the same MNIST test
+images, the same batch size, device (CPU) and thread count, on the same machine in the same run.
+
+    python3 scripts/compare/attacks.py [--n 2000] [--batch-size 256] [--threads 2] [--repeats 3] [--model M.safetensors]
+
+Without ADVDET_REF_PYTHON (a python with torch==2.11.0, safetensors, numpy and torchattacks) it creates a throwaway venv
+and installs them there (torch pulls about 2.7 GB). Needs target/release/advdet (make build) and MNIST in the data
+cache (make data). The model defaults to the default LeNet in the model cache (the one `make run` trains).
+
+Each measurement is a fresh process on both sides (advdet: `advdet attack`; PyTorch: this script in worker mode), so
+both pay their first-call set-up; the table gives the best of --repeats. Also printed:
+  - advdet's attack time as a ratio to its lower bound, the model's own forward+backward passes over the same batches
+    (`advdet attack --bound`);
+  - how far advdet's FGSM images are from torchattacks' (the same arithmetic: they should agree to float rounding).
+"""
+import argparse, glob, json, os, re, subprocess, sys, tempfile, time, venv
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+ADVDET = os.path.join(ROOT, "target", "release", "advdet")
+ATTACKS = {  # name: (advdet arguments, torchattacks constructor arguments)
+    "fgsm": (["--attack", "fgsm", "--eps", "0.3"], ("FGSM", dict(eps=0.3))),
+    "pgd-linf-10": (["--attack", "pgd-linf", "--eps", "0.3", "--alpha", "0.01", "--steps", "10"],
+                    ("PGD", dict(eps=0.3, alpha=0.01, steps=10, random_start=True))),
+    "pgd-linf-40": (["--attack", "pgd-linf", "--eps", "0.3", "--alpha", "0.01", "--steps", "40"],
+                    ("PGD", dict(eps=0.3, alpha=0.01, steps=40, random_start=True))),
+}
+
+
+def reexec():
+    py = os.environ.get("ADVDET_REF_PYTHON")
+    if py:
+        sys.exit(subprocess.call([py, __file__, "--inside"] + sys.argv[1:]))
+    with tempfile.TemporaryDirectory() as tmp:
+        venv.create(tmp, with_pip=True)
+        vpy = os.path.join(tmp, "bin", "python")
+        pip = [vpy, "-m", "pip", "install", "-q"]
+        subprocess.check_call(pip + ["torch==2.11.0", "safetensors", "numpy", "scipy", "tqdm", "requests"])
+        subprocess.check_call(pip + ["--no-deps", "torchattacks==3.5.1"])
+        sys.exit(subprocess.call([vpy, __file__, "--inside"] + sys.argv[1:]))
+
+
+def cache_dir():
+    return os.environ.get("ADVDET_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "advdet")
+
+
+def mnist_test(n):
+    import gzip, numpy as np, torch
+    d = os.environ.get("ADVDET_DATA_DIR") or os.path.join(cache_dir(), "data")
+
+    def read(name, offset):
+        path = os.path.join(d, "mnist", name)
+        data = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
+        return np.frombuffer(data, dtype=np.uint8, offset=offset)
+
+    pix = read("t10k-images-idx3-ubyte", 16)[: n * 784].reshape(n, 1, 28, 28)
+    lab = read("t10k-labels-idx1-ubyte", 8)[:n]
+    return torch.from_numpy(pix.astype(np.float32) / 255.0), torch.from_numpy(lab.astype(np.int64))
+
+
+def worker(args):
+    """One torchattacks run in this fresh process: prints the attack's wall seconds as JSON (and saves the images)."""
+    import torch, torchattacks
+    from safetensors.torch import load_file, save_file
+    sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
+    from models import LeNet
+    torch.set_num_threads(args.threads)
+    model = LeNet()
+    model.load_state_dict(load_file(args.model))
+    model.eval()
+    x, y = mnist_test(args.n)
+    cls, kwargs = ATTACKS[args.worker][1]
+    atk = getattr(torchattacks, cls)(model, **kwargs)
+    t0 = time.perf_counter()
+    parts = [atk(x[s:s + args.batch_size], y[s:s + args.batch_size]) for s in range(0, args.n, args.batch_size)]
+    seconds = time.perf_counter() - t0
+    if args.save:
+        save_file({"adversarial": torch.cat(parts).contiguous()}, args.save)
+    print(json.dumps({"seconds": seconds}))
+
+
+def default_model(tmp, env):
+    found = sorted(glob.glob(os.path.join(cache_dir(), "models", "lenet-mnist-s0-e6-*.safetensors")), key=os.path.getmtime)
+    if found:
+        return found[-1]
+    path = os.path.join(tmp, "lenet.safetensors")
+    print("no default LeNet in the model cache: training one epoch for the comparison", file=sys.stderr)
+    subprocess.run([ADVDET, "train", "--dataset", "mnist", "--epochs", "1", "--device", "cpu", "--out", path], env=env,
+                   check=True, capture_output=True)
+    return path
+
+
+def main(args):
+    import torch, torchattacks
+    from safetensors.torch import load_file
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    run = lambda cmd: subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or default_model(tmp, env)
+        rows, fgsm_diff = [], None
+        for name, (adv_args, _) in ATTACKS.items():
+            ours, theirs, ratio = [], [], []
+            for r in range(args.repeats):
+                out = run([ADVDET, "attack", "--model", model, "--limit", str(args.n), "--batch-size", str(args.batch_size),
+                           "--device", "cpu", "--bound", "--out", os.path.join(tmp, "advdet.safetensors")] + adv_args).stdout
+                ours.append(float(re.search(r"images in ([\d.]+) s", out).group(1)))
+                ratio.append(float(re.search(r"attack time / bound ([\d.]+)", out).group(1)))
+                save = ["--save", os.path.join(tmp, "torchattacks.safetensors")] if name == "fgsm" and r == 0 else []
+                w = run([sys.executable, __file__, "--inside", "--worker", name, "--model", model, "--n", str(args.n),
+                         "--batch-size", str(args.batch_size), "--threads", str(args.threads)] + save).stdout
+                theirs.append(json.loads(w.strip().splitlines()[-1])["seconds"])
+                if save:
+                    a = load_file(os.path.join(tmp, "advdet.safetensors"))["adversarial"]
+                    b = load_file(os.path.join(tmp, "torchattacks.safetensors"))["adversarial"]
+                    fgsm_diff = ((a - b).abs().max().item(), (a != b).any(dim=(1, 2, 3)).sum().item())
+            best = min(range(args.repeats), key=lambda i: ours[i])
+            rows.append((name, args.n / ours[best], args.n / min(theirs), ratio[best]))
+    print(f"{args.n} MNIST test images, LeNet, batch {args.batch_size}, CPU, {args.threads} thread(s) "
+          f"({os.cpu_count()} cores); torch {torch.__version__}, torchattacks {torchattacks.__version__}; "
+          f"best of {args.repeats} fresh processes\n")
+    print("| attack | advdet images/s | torchattacks images/s | advdet / torchattacks | advdet time / forward+backward bound |")
+    print("|---|---|---|---|---|")
+    for name, a, t, r in rows:
+        print(f"| {name} | {a:.0f} | {t:.0f} | {a / t:.2f}x | {r:.2f} |")
+    if fgsm_diff:
+        print(f"\nFGSM images, advdet vs torchattacks: max |difference| {fgsm_diff[0]:.3g}; {fgsm_diff[1]} of {args.n} "
+              "images differ at all")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--model")
+    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=list(ATTACKS), help=argparse.SUPPRESS)
+    p.add_argument("--save", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if not a.inside:
+        reexec()
+    if a.worker:
+        worker(a)
+    else:
+        main(a)
