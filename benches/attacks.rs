@@ -14,7 +14,7 @@ use tch::Tensor;
 fn cases(arch: Arch) -> (&'static str, Vec<usize>, f64) {
     match arch {
         Arch::Lenet => ("lenet", vec![32, 256, 1024], 0.3),
-        _ => ("resnet20", vec![8, 32, 128], 8.0 / 255.0),
+        _ => ("resnet20", vec![8, 32], 8.0 / 255.0),
     }
 }
 
