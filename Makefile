@@ -26,12 +26,25 @@ test: data
 	$(BIN) run attacks/smoke.toml
 	$(BIN) check reports/smoke/results.csv --baseline reports/baselines/smoke.csv
 
-compare: data
-	python3 scripts/compare/train_lenet.py
-	python3 scripts/compare/auroc.py
+# The peers (PyTorch, torchattacks, scikit-learn) go into one throwaway venv under target/ (about 2.7 GB);
+# set ADVDET_REF_PYTHON to use a python that already has them.
+COMPARE_PY := target/compare-venv/bin/python
+REF_PYTHON ?= $(or $(ADVDET_REF_PYTHON),$(COMPARE_PY))
+
+$(COMPARE_PY):
+	python3 -m venv target/compare-venv
+	$(COMPARE_PY) -m pip install -q torch==2.11.0 safetensors numpy scipy tqdm requests scikit-learn
+	$(COMPARE_PY) -m pip install -q --no-deps torchattacks==3.5.1
+
+compare: data $(if $(ADVDET_REF_PYTHON),,$(COMPARE_PY))
+	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/attacks.py
+	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/train_lenet.py
+	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/auroc.py
+	bash scripts/compare/runner_overhead.sh
 
 bench: data
 	$(CARGO) bench --locked
+	python3 scripts/compare/bench_table.py
 
 # cuda mode on a GPU host that has Rust: links the host's PyTorch 2.11.0 (or installs the full CUDA wheels).
 build-cuda:
