@@ -1,6 +1,6 @@
 """Markdown tables from the criterion results in target/criterion (after `make bench`): for each group, the mean time
 per iteration and the throughput, and for the attacks the ratio to the forward+backward bound of the same batch
-(one pass for FGSM, 10 or 40 for PGD; CW-L2 is shown per Adam step against one pass).
+(one pass for FGSM, 10 or 40 for PGD, 10 for CW-L2 with its 10 Adam steps and early abort off).
 
     python3 scripts/compare/bench_table.py [target/criterion]
 """
