@@ -256,3 +256,42 @@ fn cli_writes_the_five_tensors_and_rejects_bad_eps() -> TestResult {
     assert!(stderr.contains("eps") && stderr.contains("-1"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn gradient_passes_and_the_bound_follow_the_attack() -> TestResult {
+    let spec = |name: &str, steps: Option<usize>, restarts: Option<usize>| AttackSpec {
+        name: name.into(),
+        steps,
+        restarts,
+        ..AttackSpec::default()
+    };
+    let passes = |s: AttackSpec| attacks::build(&s, None).map(|a| a.gradient_passes());
+    assert_eq!(passes(spec("fgsm", None, None))?, Some(1));
+    assert_eq!(passes(spec("pgd-linf", Some(7), None))?, Some(7));
+    assert_eq!(passes(spec("pgd-l2", Some(5), None))?, Some(5));
+    assert_eq!(passes(spec("bim", Some(3), None))?, Some(3));
+    assert_eq!(passes(spec("mifgsm", Some(4), None))?, Some(4));
+    assert_eq!(passes(spec("pgd-linf", Some(7), Some(2)))?, None, "restarts stop early");
+    assert_eq!(passes(spec("cw-l2", None, None))?, None, "CW aborts early");
+    assert_eq!(passes(spec("deepfool", None, None))?, None, "DeepFool takes per-class gradients");
+
+    let (model, xs, ys) = mnist_and_lenet(64)?;
+    let one = attacks::gradient_bound(&model, &xs, &ys, 32, 1)?;
+    assert!(one.is_finite() && one > 0.0, "{one}");
+    assert!(attacks::gradient_bound(&model, &xs, &ys, 0, 1).is_err(), "batch size 0 must be refused");
+
+    let m = common::lenet_mnist().to_string_lossy().into_owned();
+    let dir = tempfile::tempdir()?;
+    let o = dir.path().join("a.safetensors").to_string_lossy().into_owned();
+    let base = ["attack", "--model", &m, "--limit", "64", "--device", "cpu", "--bound", "--out", &o];
+    let (code, stdout, stderr) = common::run_advdet(&[&base[..], &["--attack", "pgd-linf", "--steps", "3"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("(3 passes per batch of 256); attack time / bound"), "{stdout}");
+    let refused = dir.path().join("cw.safetensors").to_string_lossy().into_owned();
+    let cw = ["--attack", "cw-l2", "--steps", "3", "--out", &refused];
+    let (code, _, stderr) = common::run_advdet(&[&base[..base.len() - 2], &cw[..]].concat());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--bound") && stderr.contains("cw-l2"), "{stderr}");
+    assert!(!dir.path().join("cw.safetensors").exists(), "a refused --bound must write nothing");
+    Ok(())
+}
