@@ -90,8 +90,12 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
         .finish()
         .map_err(perr)?;
     let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
-    let missing: Vec<&str> =
-        KEY_COLUMNS.iter().copied().chain(metrics.iter().map(String::as_str)).filter(|c| !names.iter().any(|n| n == c)).collect();
+    let missing: Vec<&str> = KEY_COLUMNS
+        .iter()
+        .copied()
+        .chain(metrics.iter().map(String::as_str))
+        .filter(|c| !names.iter().any(|n| n == c))
+        .collect();
     if !missing.is_empty() {
         return Err(Error::format(
             path,
@@ -107,11 +111,8 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
     let mut rows = BTreeMap::new();
     for i in 0..df.height() {
         let line = i + 2;
-        let key: Vec<String> = KEY_COLUMNS
-            .iter()
-            .zip(&keys)
-            .map(|(k, col)| format!("{k}={}", col[i].as_deref().unwrap_or("")))
-            .collect();
+        let key: Vec<String> =
+            KEY_COLUMNS.iter().zip(&keys).map(|(k, col)| format!("{k}={}", col[i].as_deref().unwrap_or(""))).collect();
         let key = key.join(" ");
         let mut vals = BTreeMap::new();
         for (m, col) in metrics.iter().zip(&values) {

@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {problem}")]
     Format { path: PathBuf, problem: String },
     #[error("{what}: sha256 mismatch (expected {expected}, got {actual}); the archive was rejected and not unpacked")]

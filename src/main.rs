@@ -5,7 +5,11 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "advdet", version, about = "Benchmark harness for adversarial-example detection with class-specific subnetworks")]
+#[command(
+    name = "advdet",
+    version,
+    about = "Benchmark harness for adversarial-example detection with class-specific subnetworks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

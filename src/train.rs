@@ -165,7 +165,12 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
 }
 
 /// Trains on the dataset's training split, evaluates on its test split and saves weights + sidecar to `out`.
-pub fn train_and_save(cfg: &TrainConfig, data_dir: Option<&Path>, device: Device, out: &Path) -> Result<(ModelMeta, TrainReport)> {
+pub fn train_and_save(
+    cfg: &TrainConfig,
+    data_dir: Option<&Path>,
+    device: Device,
+    out: &Path,
+) -> Result<(ModelMeta, TrainReport)> {
     cfg.validate()?;
     let train_ds = data::load(cfg.dataset, data_dir, Split::Train)?;
     let test_ds = data::load(cfg.dataset, data_dir, Split::Test)?;
@@ -192,10 +197,9 @@ pub fn cached_model(cfg: &TrainConfig, data_dir: Option<&Path>, device: Device) 
     let train_ds = data::load(cfg.dataset, data_dir, Split::Train)?;
     let key = cfg.cache_key(&train_ds.source_hash);
     drop(train_ds);
-    let path = data::cache_dir().join("models").join(format!(
-        "{}-{}-s{}-e{}-{key}.safetensors",
-        cfg.arch, cfg.dataset, cfg.seed, cfg.epochs
-    ));
+    let path = data::cache_dir()
+        .join("models")
+        .join(format!("{}-{}-s{}-e{}-{key}.safetensors", cfg.arch, cfg.dataset, cfg.seed, cfg.epochs));
     let ready = |p: &Path| p.is_file() && checkpoint::sidecar_path(p).is_file();
     if ready(&path) {
         return Ok(path);

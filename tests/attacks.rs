@@ -105,7 +105,12 @@ fn check_properties(model: &Model, xs: &Tensor, ys: &Tensor, case: &Case) -> Tes
     let pred_adv = model.predict(&adv, 256);
     let out = AttackOutcome::new(xs, &adv, ys, &pred_clean, &pred_adv, None)?;
     let s = out.summary();
-    assert!(s.adversarial_accuracy < s.clean_accuracy, "{name}: accuracy {} -> {}", s.clean_accuracy, s.adversarial_accuracy);
+    assert!(
+        s.adversarial_accuracy < s.clean_accuracy,
+        "{name}: accuracy {} -> {}",
+        s.clean_accuracy,
+        s.adversarial_accuracy
+    );
     if let (Some(eps), true) = (a.budget(), case.budget_check) {
         let worst = match a.norm() {
             Norm::Linf => s.linf_max,

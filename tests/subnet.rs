@@ -17,7 +17,13 @@ fn mnist_train() -> data::Dataset {
 
 /// A small, fast configuration (the acceptance figures use the defaults through the command line).
 fn small() -> ExtractConfig {
-    ExtractConfig { steps: 30, images_per_class: 40, batch_per_class: Some(8), cross_images_per_class: Some(10), ..Default::default() }
+    ExtractConfig {
+        steps: 30,
+        images_per_class: 40,
+        batch_per_class: Some(8),
+        cross_images_per_class: Some(10),
+        ..Default::default()
+    }
 }
 
 fn subnets_from(model: &advdet::models::Model, masks: Tensor) -> Subnets {
@@ -64,7 +70,10 @@ fn binarisation_never_empties_a_layer_and_top_k_keeps_k_percent() -> TestResult 
     let none = mask::binarize(&gates, &layout, Binarize::Threshold(2.0))?;
     for row in mask::kept_per_layer(&none, &layout)? {
         for (kept, l) in row.iter().zip(&layout.layers) {
-            assert!((kept * l.width as f64 - 1.0).abs() < 1e-9, "threshold above every gate must keep exactly one unit");
+            assert!(
+                (kept * l.width as f64 - 1.0).abs() < 1e-9,
+                "threshold above every gate must keep exactly one unit"
+            );
         }
     }
     // the one unit kept is the layer's largest gate
@@ -89,7 +98,11 @@ fn per_sample_subnets_in_one_batch_equal_each_sample_alone() -> TestResult {
     let model = load_lenet_mnist();
     let layout = model.gate_layout().clone();
     tch::manual_seed(3);
-    let masks = mask::binarize(&Tensor::rand([10, layout.units()], (Kind::Float, Device::Cpu)), &layout, Binarize::Threshold(0.5))?;
+    let masks = mask::binarize(
+        &Tensor::rand([10, layout.units()], (Kind::Float, Device::Cpu)),
+        &layout,
+        Binarize::Threshold(0.5),
+    )?;
     let s = subnets_from(&model, masks);
     let test = mnist_test(3);
     let classes = Tensor::randint(10, [test.len() as i64], (Kind::Int64, Device::Cpu));
@@ -142,7 +155,13 @@ fn extraction_under_a_no_grad_guard_learns_the_same_gates() -> TestResult {
 #[test]
 fn trained_lenet_subnets_are_sparse_and_keep_own_class_accuracy() -> TestResult {
     let model = load_lenet_mnist();
-    let cfg = ExtractConfig { steps: 100, batch_per_class: Some(12), lambda: 0.02, cross_images_per_class: Some(50), ..Default::default() };
+    let cfg = ExtractConfig {
+        steps: 100,
+        batch_per_class: Some(12),
+        lambda: 0.02,
+        cross_images_per_class: Some(50),
+        ..Default::default()
+    };
     let ex = extract(&model, &mnist_train(), &mnist_test(300), &cfg)?;
     let s = &ex.summary;
     assert!(s.mean_kept_fraction < 0.6, "mean kept fraction {}", s.mean_kept_fraction);
@@ -211,7 +230,9 @@ fn extract_command_writes_subnets_summary_and_analysis() -> TestResult {
     for key in ["kept_fraction", "own_class_accuracy", "full_model_accuracy"] {
         assert!(classes.iter().all(|c| c[key].is_number()), "{key}");
     }
-    for suffix in ["kept.csv", "accuracy.csv", "cross-accuracy.csv", "jaccard.csv", "cosine.csv", "jaccard.png", "jaccard.svg"] {
+    for suffix in
+        ["kept.csv", "accuracy.csv", "cross-accuracy.csv", "jaccard.csv", "cosine.csv", "jaccard.png", "jaccard.svg"]
+    {
         let p = output::sibling(&out, suffix);
         assert!(p.is_file() && std::fs::metadata(&p)?.len() > 0, "{} missing", p.display());
     }
@@ -221,9 +242,19 @@ fn extract_command_writes_subnets_summary_and_analysis() -> TestResult {
     assert_eq!(&png[1..4], b"PNG");
     let loaded = Subnets::load(&out, load_lenet_mnist().gate_layout(), Device::Cpu)?;
     assert_eq!(loaded.masks.size(), vec![10, 570]);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())?.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-    let (code, _, stderr) = common::run_advdet(&["extract", "--model", model.to_str().ok_or("path")?, "--lambda=-2", "--out", "x.safetensors"]);
+    let (code, _, stderr) = common::run_advdet(&[
+        "extract",
+        "--model",
+        model.to_str().ok_or("path")?,
+        "--lambda=-2",
+        "--out",
+        "x.safetensors",
+    ]);
     assert_eq!(code, 2);
     assert!(stderr.contains("lambda"), "{stderr}");
     Ok(())

@@ -130,7 +130,14 @@ fn runs_are_byte_identical_and_warm_runs_recompute_nothing() -> TestResult {
     for s in stages.iter().filter(|s| s["stage"] != "report") {
         assert_eq!(s["computed"], 0, "warm run recomputed {s}");
     }
-    for file in ["results.parquet", "table.md", "table.tex", "index.html", "roc/000-fgsm_eps_0.1.svg", "roc/001-fgsm_eps_0.3.png"] {
+    for file in [
+        "results.parquet",
+        "table.md",
+        "table.tex",
+        "index.html",
+        "roc/000-fgsm_eps_0.1.svg",
+        "roc/001-fgsm_eps_0.3.png",
+    ] {
         assert!(a.join("tiny").join(file).is_file(), "{file} missing");
     }
     let table = std::fs::read_to_string(a.join("tiny").join("table.md"))?;
@@ -187,7 +194,8 @@ fn merged_shards_equal_an_unsharded_run() -> TestResult {
     run_suite(&suite, &whole, &[])?;
     run_suite(&suite, &shards, &["--shard", "0/2"])?;
     run_suite(&suite, &shards, &["--shard", "1/2"])?;
-    let dirs: Vec<String> = (0..2).map(|i| shards.join("tiny").join(format!("shard-{i}-of-2")).display().to_string()).collect();
+    let dirs: Vec<String> =
+        (0..2).map(|i| shards.join("tiny").join(format!("shard-{i}-of-2")).display().to_string()).collect();
     let (code, _, stderr) = run_advdet(&["merge", &dirs[0], "--out", merged.to_str().ok_or("path")?]);
     assert_eq!(code, 2, "merging one of two shards must fail: {stderr}");
     assert!(stderr.contains("missing job indices 1"), "{stderr}");

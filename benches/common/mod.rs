@@ -10,7 +10,8 @@ use tch::{Device, Tensor};
 
 /// `ADVDET_BENCH_DEVICE` = cpu (default), cuda or auto.
 pub fn device() -> Device {
-    let choice: DeviceChoice = std::env::var("ADVDET_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()).parse().expect("ADVDET_BENCH_DEVICE");
+    let choice: DeviceChoice =
+        std::env::var("ADVDET_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()).parse().expect("ADVDET_BENCH_DEVICE");
     choice.resolve().expect("ADVDET_BENCH_DEVICE names a device libtorch sees")
 }
 
@@ -34,7 +35,8 @@ pub fn timed(device: Device, iters: u64, mut f: impl FnMut()) -> Duration {
 /// The default LeNet trained on MNIST (from the model cache, trained there on first use), frozen.
 pub fn lenet(device: Device) -> Model {
     let cfg = advdet::train::TrainConfig::default_for(DatasetName::Mnist, Arch::Lenet);
-    let path: PathBuf = advdet::train::cached_model(&cfg, None, Device::Cpu).expect("the default LeNet (make data first)");
+    let path: PathBuf =
+        advdet::train::cached_model(&cfg, None, Device::Cpu).expect("the default LeNet (make data first)");
     let (mut model, _) = checkpoint::load(&path, None, device).expect("loads");
     model.freeze();
     model

@@ -1,7 +1,9 @@
 //! CW-L2 (Carlini & Wagner 2017, "Towards Evaluating the Robustness of Neural Networks"): Adam in tanh space on
 //! ||x' - x||^2 + c * max(Z_y - max_{i != y} Z_i + kappa, 0), with a per-sample binary search over c and early abort;
 //! defaults are the authors' released values (9 search steps, 10000 iterations, lr 1e-2, initial c 1e-3, kappa 0).
-use super::{check_count, check_nonneg, check_positive, input_grad, prepare, select_rows, Attack, Batch, Norm, Targeting};
+use super::{
+    check_count, check_nonneg, check_positive, input_grad, prepare, select_rows, Attack, Batch, Norm, Targeting,
+};
 use crate::error::Result;
 use crate::models::Model;
 use tch::{Kind, Tensor};

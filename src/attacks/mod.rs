@@ -128,10 +128,18 @@ pub(crate) fn check_shapes(model: &Model, xs: &Tensor, ys: &Tensor) -> Result<i6
     let (c, h, w) = model.arch.input_shape();
     let size = xs.size();
     if size.len() != 4 || size[1..] != [c, h, w] {
-        return Err(Error::config("images", format!("{size:?}"), format!("arch {} takes [N, {c}, {h}, {w}]", model.arch)));
+        return Err(Error::config(
+            "images",
+            format!("{size:?}"),
+            format!("arch {} takes [N, {c}, {h}, {w}]", model.arch),
+        ));
     }
     if ys.size() != [size[0]] {
-        return Err(Error::config("labels", format!("{:?}", ys.size()), format!("expected [{}] (one per image)", size[0])));
+        return Err(Error::config(
+            "labels",
+            format!("{:?}", ys.size()),
+            format!("expected [{}] (one per image)", size[0]),
+        ));
     }
     if size[0] == 0 {
         return Err(Error::config("images", "[]", "the dataset is empty: nothing to attack"));

@@ -1,7 +1,9 @@
 //! PGD, projected gradient descent in the Linf or L2 ball with random start and restarts (Madry, Makelov, Schmidt,
 //! Tsipras, Vladu 2018, "Towards Deep Learning Models Resistant to Adversarial Attacks"); step and projection
 //! arithmetic as in torchattacks' PGD and PGDL2; random starts from `crate::rng` (per sample, batch-independent).
-use super::{ce_cost, ce_per_sample, check_count, check_nonneg, check_positive, input_grad, prepare, select_rows, success};
+use super::{
+    ce_cost, ce_per_sample, check_count, check_nonneg, check_positive, input_grad, prepare, select_rows, success,
+};
 use super::{Attack, Batch, Norm, Targeting};
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -132,7 +134,9 @@ impl Pgd {
             best = Some(match best {
                 None => (adv, ok, value),
                 Some((badv, bok, bval)) => {
-                    let better = ok.logical_and(&bok.logical_not()).logical_or(&ok.eq_tensor(&bok).logical_and(&value.gt_tensor(&bval)));
+                    let better = ok
+                        .logical_and(&bok.logical_not())
+                        .logical_or(&ok.eq_tensor(&bok).logical_and(&value.gt_tensor(&bval)));
                     (select_rows(&better, &adv, &badv), ok.logical_or(&bok), value.where_self(&better, &bval))
                 }
             });

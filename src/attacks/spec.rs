@@ -175,7 +175,8 @@ pub fn build(spec: &AttackSpec, subnets: Option<&Subnets>) -> Result<Box<dyn Att
             let s = subnets.ok_or_else(|| {
                 Error::Missing("attack adaptive needs the model's subnetworks (--subnets FILE)".into())
             })?;
-            let subnets = Subnets { layout: s.layout.clone(), gates: s.gates.shallow_clone(), masks: s.masks.shallow_clone() };
+            let subnets =
+                Subnets { layout: s.layout.clone(), gates: s.gates.shallow_clone(), masks: s.masks.shallow_clone() };
             let a = Adaptive { pgd: spec.pgd(Pgd::linf())?, weight: spec.kappa.unwrap_or(1.0), subnets };
             a.validate()?;
             Box::new(a)

@@ -77,7 +77,8 @@ impl AttackOutcome {
             Norm::L2 => &self.l2,
         };
         let attempted = self.correct_clean.iter().filter(|&&c| c).count();
-        let hits = (0..self.success.len()).filter(|&i| self.correct_clean[i] && self.success[i] && dist[i] <= eps).count();
+        let hits =
+            (0..self.success.len()).filter(|&i| self.correct_clean[i] && self.success[i] && dist[i] <= eps).count();
         hits as f64 / attempted.max(1) as f64
     }
 

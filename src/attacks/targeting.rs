@@ -35,7 +35,14 @@ impl Targeting {
     }
 
     /// The targets of samples `offset..offset + B` (`xs`, `ys` on the model's device), or `None` when untargeted.
-    pub fn targets(&self, model: &Model, xs: &Tensor, ys: &Tensor, offset: usize, classes: i64) -> Result<Option<Tensor>> {
+    pub fn targets(
+        &self,
+        model: &Model,
+        xs: &Tensor,
+        ys: &Tensor,
+        offset: usize,
+        classes: i64,
+    ) -> Result<Option<Tensor>> {
         let n = ys.size()[0] as usize;
         let device = ys.device();
         match self {

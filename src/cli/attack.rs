@@ -167,8 +167,7 @@ pub fn run(a: AttackArgs) -> Result<i32> {
         named.push(("targets", cpu(t)));
     }
     checkpoint::write_atomic(&a.out, |tmp| {
-        Tensor::write_safetensors(&named, tmp)
-            .map_err(|e| advdet::Error::format(&a.out, format!("cannot write: {e}")))
+        Tensor::write_safetensors(&named, tmp).map_err(|e| advdet::Error::format(&a.out, format!("cannot write: {e}")))
     })
     .with_context(|| format!("writing {}", a.out.display()))?;
     let s = outcome.summary();

@@ -41,7 +41,11 @@ pub fn run(cmd: DataCommand) -> Result<i32> {
             let dir = data::resolve_dir(dataset, data_dir.as_deref());
             let already = fetch::is_complete(&dir);
             fetch::fetch(dataset, &dir)?;
-            println!("{dataset}: {} {}", if already { "already present at" } else { "fetched, verified and unpacked to" }, dir.display());
+            println!(
+                "{dataset}: {} {}",
+                if already { "already present at" } else { "fetched, verified and unpacked to" },
+                dir.display()
+            );
             Ok(0)
         }
     }

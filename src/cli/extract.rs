@@ -129,7 +129,12 @@ pub fn run(a: ExtractArgs) -> Result<i32> {
     for c in &s.classes {
         println!(
             "  class {}: kept {:.4}, subnet accuracy {:.4}, full model {:.4}, kl {:.4}, agreement {:.4}",
-            c.class, c.kept_fraction, c.own_class_accuracy, c.full_model_accuracy, c.own_class_kl, c.own_class_agreement
+            c.class,
+            c.kept_fraction,
+            c.own_class_accuracy,
+            c.full_model_accuracy,
+            c.own_class_kl,
+            c.own_class_agreement
         );
     }
     for p in written {

@@ -15,6 +15,11 @@ pub struct MergeArgs {
 
 pub fn run(a: MergeArgs) -> Result<i32> {
     let m = advdet::suite::merge(&a.dirs, &a.out)?;
-    println!("merged {} jobs from {} shard folders into {}", m.jobs, a.dirs.len(), m.report_dir.join("index.html").display());
+    println!(
+        "merged {} jobs from {} shard folders into {}",
+        m.jobs,
+        a.dirs.len(),
+        m.report_dir.join("index.html").display()
+    );
     Ok(0)
 }

@@ -42,7 +42,8 @@ pub fn run_train(a: TrainArgs) -> Result<i32> {
     cfg.seed = a.seed;
     cfg.validate()?;
     let device = a.device.resolve()?;
-    let out = a.out.unwrap_or_else(|| PathBuf::from(format!("reports/models/{arch}-{}-s{}.safetensors", a.dataset, a.seed)));
+    let out =
+        a.out.unwrap_or_else(|| PathBuf::from(format!("reports/models/{arch}-{}-s{}.safetensors", a.dataset, a.seed)));
     eprintln!(
         "training {arch} on {} for {} epochs (batch {}, lr {}, seed {}) on {}",
         a.dataset,

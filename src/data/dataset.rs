@@ -46,7 +46,10 @@ impl Dataset {
             ));
         }
         if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l as i64 >= name.num_classes()) {
-            return Err(Error::format(origin, format!("label {l} at index {i} out of range 0..{}", name.num_classes())));
+            return Err(Error::format(
+                origin,
+                format!("label {l} at index {i} out of range 0..{}", name.num_classes()),
+            ));
         }
         let mut hasher = Sha256::new();
         hasher.update(pixels);
@@ -142,19 +145,13 @@ impl Dataset {
         let b = batch_size.max(1) as i64;
         (0..n).step_by(b as usize).map(move |start| {
             let len = b.min(n - start);
-            (
-                self.images.narrow(0, start, len).to_device(device),
-                self.labels.narrow(0, start, len).to_device(device),
-            )
+            (self.images.narrow(0, start, len).to_device(device), self.labels.narrow(0, start, len).to_device(device))
         })
     }
 }
 
 fn find_file(dir: &Path, stems: &[&str]) -> Option<PathBuf> {
-    stems
-        .iter()
-        .flat_map(|s| [dir.join(s), dir.join(format!("{s}.gz"))])
-        .find(|p| p.is_file())
+    stems.iter().flat_map(|s| [dir.join(s), dir.join(format!("{s}.gz"))]).find(|p| p.is_file())
 }
 
 fn load_idx_pair(name: DatasetName, dir: &Path, split: Split) -> Result<Dataset> {
@@ -167,12 +164,7 @@ fn load_idx_pair(name: DatasetName, dir: &Path, split: Split) -> Result<Dataset>
     let find = |stems: &[String]| {
         let s: Vec<&str> = stems.iter().map(String::as_str).collect();
         find_file(dir, &s).ok_or_else(|| {
-            Error::Missing(format!(
-                "{name}: no {}[.gz] in {}; {}",
-                stems[0],
-                dir.display(),
-                name.how_to_get()
-            ))
+            Error::Missing(format!("{name}: no {}[.gz] in {}; {}", stems[0], dir.display(), name.how_to_get()))
         })
     };
     let images_path = find(&images_stems)?;
@@ -196,7 +188,8 @@ fn load_idx_pair(name: DatasetName, dir: &Path, split: Split) -> Result<Dataset>
 }
 
 fn load_cifar(dir: &Path, split: Split) -> Result<Dataset> {
-    let dir = if dir.join("cifar-10-batches-bin").is_dir() { dir.join("cifar-10-batches-bin") } else { dir.to_path_buf() };
+    let dir =
+        if dir.join("cifar-10-batches-bin").is_dir() { dir.join("cifar-10-batches-bin") } else { dir.to_path_buf() };
     let files: Vec<String> = match split {
         Split::Train => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
         Split::Test => vec!["test_batch.bin".to_string()],

@@ -46,10 +46,9 @@ pub fn source(name: DatasetName) -> Result<Source> {
             sha256: "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
             inner_dir: "usr/share/datasets/fashion-mnist",
         }),
-        DatasetName::Cifar10 => Err(Error::Missing(format!(
-            "cifar10 cannot be fetched by advdet; {}",
-            name.how_to_get()
-        ))),
+        DatasetName::Cifar10 => {
+            Err(Error::Missing(format!("cifar10 cannot be fetched by advdet; {}", name.how_to_get())))
+        }
     }
 }
 
@@ -75,11 +74,10 @@ pub fn fetch(name: DatasetName, dest: &Path) -> Result<PathBuf> {
 
 fn download(src: &Source, work: &Path) -> Result<PathBuf> {
     let cmd = src.command.join(" ");
-    let out = Command::new(src.command[0])
-        .args(&src.command[1..])
-        .current_dir(work)
-        .output()
-        .map_err(|e| Error::Command { cmd: cmd.clone(), problem: format!("cannot start {}: {e}", src.command[0]) })?;
+    let out =
+        Command::new(src.command[0]).args(&src.command[1..]).current_dir(work).output().map_err(|e| {
+            Error::Command { cmd: cmd.clone(), problem: format!("cannot start {}: {e}", src.command[0]) }
+        })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(Error::Command { cmd, problem: format!("{}: {}", out.status, stderr.trim()) });
@@ -108,11 +106,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 pub fn install_archive(src: &Source, archive: &Path, dest: &Path) -> Result<()> {
     let actual = sha256_file(archive)?;
     if actual != src.sha256 {
-        return Err(Error::Checksum {
-            what: archive.display().to_string(),
-            expected: src.sha256.to_string(),
-            actual,
-        });
+        return Err(Error::Checksum { what: archive.display().to_string(), expected: src.sha256.to_string(), actual });
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
     let staging = parent.join(format!(".{}-unpack-{}", src.name, std::process::id()));
@@ -147,7 +141,10 @@ fn unpack(src: &Source, archive: &Path, into: &Path) -> Result<()> {
             if out.status.success() {
                 Ok(())
             } else {
-                Err(Error::format(archive, format!("dpkg-deb -x failed: {}", String::from_utf8_lossy(&out.stderr).trim())))
+                Err(Error::format(
+                    archive,
+                    format!("dpkg-deb -x failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                ))
             }
         }
     }

@@ -55,7 +55,10 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<Idx, String> {
         return Err(format!("truncated: dimensions {dims:?} need {expected} data bytes, found {found}"));
     }
     if found > expected {
-        return Err(format!("{} trailing bytes after the {expected} data bytes of dimensions {dims:?}", found - expected));
+        return Err(format!(
+            "{} trailing bytes after the {expected} data bytes of dimensions {dims:?}",
+            found - expected
+        ));
     }
     Ok(Idx { dims, data: bytes[header..].to_vec() })
 }

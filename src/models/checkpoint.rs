@@ -33,7 +33,8 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Res
     }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // keep the extension last: tch picks the format from it
-    let tmp = path.with_file_name(format!(".{}.{}.tmp.{}", name, std::process::id(), name.rsplit('.').next().unwrap_or("")));
+    let tmp =
+        path.with_file_name(format!(".{}.{}.tmp.{}", name, std::process::id(), name.rsplit('.').next().unwrap_or("")));
     let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

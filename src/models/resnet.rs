@@ -21,7 +21,10 @@ impl Block {
     fn new(p: &nn::Path, cin: i64, cout: i64, stride: i64) -> Block {
         let shortcut = (stride != 1 || cin != cout).then(|| {
             let cfg = nn::ConvConfig { stride, bias: false, ..Default::default() };
-            (nn::conv2d(p / "shortcut" / "0", cin, cout, 1, cfg), nn::batch_norm2d(p / "shortcut" / "1", cout, Default::default()))
+            (
+                nn::conv2d(p / "shortcut" / "0", cin, cout, 1, cfg),
+                nn::batch_norm2d(p / "shortcut" / "1", cout, Default::default()),
+            )
         });
         Block {
             conv1: conv3(p / "conv1", cin, cout, stride),

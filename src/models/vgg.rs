@@ -61,4 +61,3 @@ impl Classifier for VggSmall {
         &self.layout
     }
 }
-

@@ -39,7 +39,10 @@ pub fn color(t: f64) -> RGBColor {
 pub fn heatmap(matrix: &[Vec<f64>], labels: &[String], title: &str, path: &Path) -> Result<()> {
     let n = matrix.len();
     if n == 0 || labels.len() != n || matrix.iter().any(|r| r.len() != n) {
-        return Err(Error::format(path, format!("heatmap needs a square matrix with {} labels, got {n} rows", labels.len())));
+        return Err(Error::format(
+            path,
+            format!("heatmap needs a square matrix with {} labels, got {n} rows", labels.len()),
+        ));
     }
     super::register_fonts();
     let cell = (480 / n as u32).clamp(8, 56);
@@ -77,12 +80,17 @@ fn draw<DB: DrawingBackend>(
     root.fill(&WHITE).map_err(e)?;
     let centre = Pos::new(HPos::Center, VPos::Center);
     let font = |px: u32| ("sans-serif", px).into_font().color(&BLACK);
-    root.draw(&Text::new(title.to_string(), (l, t / 2), font(15).pos(Pos::new(HPos::Left, VPos::Center)))).map_err(e)?;
+    root.draw(&Text::new(title.to_string(), (l, t / 2), font(15).pos(Pos::new(HPos::Left, VPos::Center))))
+        .map_err(e)?;
     let fs = (cell / 3).clamp(7, 13);
     for (i, row) in m.iter().enumerate() {
         let y = t + i as i32 * c;
-        root.draw(&Text::new(labels[i].clone(), (l - 8, y + c / 2), font(fs + 1).pos(Pos::new(HPos::Right, VPos::Center))))
-            .map_err(e)?;
+        root.draw(&Text::new(
+            labels[i].clone(),
+            (l - 8, y + c / 2),
+            font(fs + 1).pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(e)?;
         for (j, &v) in row.iter().enumerate() {
             let x = l + j as i32 * c;
             root.draw(&Rectangle::new([(x, y), (x + c, y + c)], color(v).filled())).map_err(e)?;

@@ -31,7 +31,10 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
         Column::new("mode".into(), text(&|_, r| r.mode.clone())),
         Column::new("protocol".into(), text(&|_, r| r.protocol.clone())),
         Column::new("clean_accuracy".into(), rows.iter().map(|(j, _)| j.clean_accuracy).collect::<Vec<f64>>()),
-        Column::new("attack_success_rate".into(), rows.iter().map(|(j, _)| j.attack_success_rate).collect::<Vec<f64>>()),
+        Column::new(
+            "attack_success_rate".into(),
+            rows.iter().map(|(j, _)| j.attack_success_rate).collect::<Vec<f64>>(),
+        ),
         Column::new("mean_linf".into(), rows.iter().map(|(j, _)| j.mean_linf).collect::<Vec<f64>>()),
         Column::new("mean_l2".into(), rows.iter().map(|(j, _)| j.mean_l2).collect::<Vec<f64>>()),
         Column::new("n_pos".into(), rows.iter().map(|(_, r)| r.n_pos as u64).collect::<Vec<u64>>()),
@@ -100,10 +103,19 @@ impl PaperTable {
     /// Builds the table from the results frame for one protocol; columns follow the first appearance of each
     /// (detector, mode), rows the first appearance of each (attack, params).
     pub fn from_frame(df: &DataFrame, protocol: &str, bootstrap: usize) -> Result<PaperTable> {
-        let (attack, params, det, mode, prot) =
-            (str_col(df, "attack")?, str_col(df, "params")?, str_col(df, "detector")?, str_col(df, "mode")?, str_col(df, "protocol")?);
-        let (asr, au, lo, hi) =
-            (f64_col(df, "attack_success_rate")?, f64_col(df, "auroc")?, f64_col(df, "auroc_lo")?, f64_col(df, "auroc_hi")?);
+        let (attack, params, det, mode, prot) = (
+            str_col(df, "attack")?,
+            str_col(df, "params")?,
+            str_col(df, "detector")?,
+            str_col(df, "mode")?,
+            str_col(df, "protocol")?,
+        );
+        let (asr, au, lo, hi) = (
+            f64_col(df, "attack_success_rate")?,
+            f64_col(df, "auroc")?,
+            f64_col(df, "auroc_lo")?,
+            f64_col(df, "auroc_hi")?,
+        );
         let mut columns: Vec<(String, String)> = Vec::new();
         let mut rows: Vec<(String, f64, Vec<Cell>)> = Vec::new();
         let mut cells: Vec<(usize, usize, Cell)> = Vec::new();
@@ -113,7 +125,8 @@ impl PaperTable {
                 columns.push(col);
                 columns.len() - 1
             });
-            let label = if params[i].is_empty() { attack[i].to_string() } else { format!("{} {}", attack[i], params[i]) };
+            let label =
+                if params[i].is_empty() { attack[i].to_string() } else { format!("{} {}", attack[i], params[i]) };
             let r = rows.iter().position(|x| x.0 == label).unwrap_or_else(|| {
                 rows.push((label, asr[i].unwrap_or(f64::NAN), Vec::new()));
                 rows.len() - 1
@@ -187,7 +200,8 @@ impl PaperTable {
 
     /// A LaTeX table (booktabs), detectors as column groups with full/subnet under each.
     pub fn latex(&self) -> String {
-        let esc = |t: &str| t.replace('\\', "\\textbackslash{}").replace('_', "\\_").replace('%', "\\%").replace('&', "\\&");
+        let esc =
+            |t: &str| t.replace('\\', "\\textbackslash{}").replace('_', "\\_").replace('%', "\\%").replace('&', "\\&");
         let mut groups: Vec<(String, usize)> = Vec::new();
         for (d, _) in &self.columns {
             match groups.last_mut() {
@@ -234,7 +248,12 @@ pub fn sparsity_markdown(rec: &SubnetRecord) -> String {
             s += &format!(" {k:.3} |");
         }
         let get = |v: &[f64]| v.get(c).map_or("n/a".to_string(), |x| format!("{x:.3}"));
-        s += &format!(" {} | {} | {} |\n", get(&rec.kept_fraction), get(&rec.own_class_accuracy), get(&rec.full_model_accuracy));
+        s += &format!(
+            " {} | {} | {} |\n",
+            get(&rec.kept_fraction),
+            get(&rec.own_class_accuracy),
+            get(&rec.full_model_accuracy)
+        );
     }
     s
 }

@@ -89,7 +89,12 @@ pub fn own_class(model: &Model, subnets: &Subnets, test: &Dataset) -> Result<Own
         let n = Vec::<f64>::try_from(tot.to_device(Device::Cpu))?;
         Ok(v.iter().zip(&n).map(|(&x, &c)| if c == 0.0 { f64::NAN } else { x }).collect())
     };
-    Ok(OwnClass { subnet_accuracy: per(&sub_hit)?, full_accuracy: per(&full_hit)?, kl: per(&kl)?, agreement: per(&agree)? })
+    Ok(OwnClass {
+        subnet_accuracy: per(&sub_hit)?,
+        full_accuracy: per(&full_hit)?,
+        kl: per(&kl)?,
+        agreement: per(&agree)?,
+    })
 }
 
 /// Per-class accuracy of the model on `test`, through `gates` (`[1, units]`, every sample the same) or the full model.
@@ -98,7 +103,8 @@ pub fn per_class_accuracy(model: &Model, gates: Option<&Tensor>, test: &Dataset)
     let classes = test.num_classes();
     let device = model.device();
     let gates = gates.map(|g| g.to_device(device));
-    let (mut hit, mut tot) = (Tensor::zeros([classes], (Kind::Int64, device)), Tensor::zeros([classes], (Kind::Int64, device)));
+    let (mut hit, mut tot) =
+        (Tensor::zeros([classes], (Kind::Int64, device)), Tensor::zeros([classes], (Kind::Int64, device)));
     for (xs, ys) in test.batches(1000, device) {
         let pred = model.net.forward(&xs, gates.as_ref(), false).argmax(-1, false);
         let ones = Tensor::ones_like(&ys);

@@ -191,7 +191,9 @@ pub fn extract(model: &Model, train: &Dataset, test: &Dataset, cfg: &ExtractConf
         .layers
         .iter()
         .enumerate()
-        .map(|(l, layer)| (layer.name.clone(), layer.width, classes.iter().map(|c| c.layer_kept_fraction[l]).sum::<f64>() / n))
+        .map(|(l, layer)| {
+            (layer.name.clone(), layer.width, classes.iter().map(|c| c.layer_kept_fraction[l]).sum::<f64>() / n)
+        })
         .collect();
     let summary = Summary {
         config: cfg.clone(),
@@ -201,7 +203,10 @@ pub fn extract(model: &Model, train: &Dataset, test: &Dataset, cfg: &ExtractConf
         units: subnets.layout.units(),
         mean_kept_fraction: classes.iter().map(|c| c.kept_fraction).sum::<f64>() / n,
         layers,
-        max_accuracy_drop: classes.iter().map(|c| c.full_model_accuracy - c.own_class_accuracy).fold(f64::MIN, f64::max),
+        max_accuracy_drop: classes
+            .iter()
+            .map(|c| c.full_model_accuracy - c.own_class_accuracy)
+            .fold(f64::MIN, f64::max),
         final_kl: kl,
         final_mean_gate: f64::try_from(subnets.gates.mean(Kind::Double))?,
         classes,
@@ -232,7 +237,8 @@ pub fn train_gates(model: &Model, train: &Dataset, cfg: &ExtractConfig) -> Resul
     let labels = subset.labels.to_device(device);
     let teacher = {
         let _g = tch::no_grad_guard();
-        let parts: Vec<Tensor> = subset.batches(1000, device).map(|(x, _)| (model.logits(&x) / t).softmax(-1, Kind::Float)).collect();
+        let parts: Vec<Tensor> =
+            subset.batches(1000, device).map(|(x, _)| (model.logits(&x) / t).softmax(-1, Kind::Float)).collect();
         Tensor::cat(&parts, 0)
     };
     // per-class index pools, reshuffled (seeded) each time one is used up: sampling without replacement

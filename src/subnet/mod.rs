@@ -30,7 +30,11 @@ impl Subnets {
     }
 
     pub fn to_device(&self, device: Device) -> Subnets {
-        Subnets { layout: self.layout.clone(), gates: self.gates.to_device(device), masks: self.masks.to_device(device) }
+        Subnets {
+            layout: self.layout.clone(),
+            gates: self.gates.to_device(device),
+            masks: self.masks.to_device(device),
+        }
     }
 
     /// Per-sample gates `[batch, units]`: row `classes[i]` of the masks for sample i.

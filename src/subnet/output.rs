@@ -33,15 +33,15 @@ pub fn write_all(ex: &Extraction, out: &Path) -> Result<Vec<PathBuf>> {
     let classes: Vec<String> = (0..a.kept_fraction.len()).map(|c| c.to_string()).collect();
     let mut kept_cols = a.layers.clone();
     kept_cols.push("all".into());
-    let kept: Vec<Vec<f64>> =
-        a.kept_per_layer.iter().zip(&a.kept_fraction).map(|(row, all)| row.iter().copied().chain([*all]).collect()).collect();
-    let acc_cols = ["own_class_accuracy".to_string(), "full_model_accuracy".into(), "difference".into()];
-    let acc: Vec<Vec<f64>> = a
-        .own_class_accuracy
+    let kept: Vec<Vec<f64>> = a
+        .kept_per_layer
         .iter()
-        .zip(&a.full_model_accuracy)
-        .map(|(s, f)| vec![*s, *f, s - f])
+        .zip(&a.kept_fraction)
+        .map(|(row, all)| row.iter().copied().chain([*all]).collect())
         .collect();
+    let acc_cols = ["own_class_accuracy".to_string(), "full_model_accuracy".into(), "difference".into()];
+    let acc: Vec<Vec<f64>> =
+        a.own_class_accuracy.iter().zip(&a.full_model_accuracy).map(|(s, f)| vec![*s, *f, s - f]).collect();
     let tables = [
         ("kept.csv", "class", &kept_cols[..], kept),
         ("accuracy.csv", "class", &acc_cols[..], acc),

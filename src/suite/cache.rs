@@ -27,7 +27,11 @@ pub struct KeyBuilder(Sha256);
 impl KeyBuilder {
     pub fn new(stage: &str) -> Self {
         let mut h = Sha256::new();
-        h.update(format!("advdet-stage:{stage}:v{CACHE_VERSION}:{}:{}\n", crate::train::tch_version(), code_identity()));
+        h.update(format!(
+            "advdet-stage:{stage}:v{CACHE_VERSION}:{}:{}\n",
+            crate::train::tch_version(),
+            code_identity()
+        ));
         KeyBuilder(h)
     }
 
@@ -114,7 +118,8 @@ impl StageDir {
 
 /// Writes `value` as pretty JSON with a trailing newline, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::format(path, format!("cannot serialise: {e}")))?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::format(path, format!("cannot serialise: {e}")))?;
     write_bytes(path, (text + "\n").as_bytes())
 }
 

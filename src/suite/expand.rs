@@ -76,7 +76,14 @@ fn params_string(t: &toml::Table) -> String {
 pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<(Vec<String>, Vec<Mode>, DetectorConfig)> {
     let all_requested = t.get("names").and_then(|v| v.as_str()) == Some("all");
     let names: Vec<String> = match t.remove("names") {
-        None => return Err(loc.error_section("detectors", 0, None, "missing key `names` (a list of detectors, or \"all\")")),
+        None => {
+            return Err(loc.error_section(
+                "detectors",
+                0,
+                None,
+                "missing key `names` (a list of detectors, or \"all\")",
+            ))
+        }
         Some(toml::Value::String(s)) if s == "all" => ALL_DETECTORS.iter().map(|s| s.to_string()).collect(),
         Some(toml::Value::Array(a)) if !a.is_empty() => a
             .iter()
@@ -84,7 +91,12 @@ pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<(Vec
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| loc.error_section("detectors", 0, Some("names"), "every name must be a string"))?,
         Some(_) => {
-            return Err(loc.error_section("detectors", 0, Some("names"), "expected \"all\" or a non-empty list of detector names"))
+            return Err(loc.error_section(
+                "detectors",
+                0,
+                Some("names"),
+                "expected \"all\" or a non-empty list of detector names",
+            ))
         }
     };
     let modes: Vec<Mode> = match t.remove("modes") {
@@ -94,15 +106,23 @@ pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<(Vec
             .map(|v| v.as_str().ok_or_else(|| Error::config("mode", v, "must be a string")).and_then(str::parse))
             .collect::<Result<Vec<Mode>>>()
             .map_err(|e| loc.error_section("detectors", 0, Some("modes"), &e.to_string()))?,
-        Some(_) => return Err(loc.error_section("detectors", 0, Some("modes"), "expected a non-empty list: full, subnet")),
+        Some(_) => {
+            return Err(loc.error_section("detectors", 0, Some("modes"), "expected a non-empty list: full, subnet"))
+        }
     };
     if t.contains_key("fit_size") {
-        return Err(loc.error_section("detectors", 0, Some("fit_size"), "set the number of fitting images as data.fit_size"));
+        return Err(loc.error_section(
+            "detectors",
+            0,
+            Some("fit_size"),
+            "set the number of fitting images as data.fit_size",
+        ));
     }
     let cfg: DetectorConfig = loc.typed(t, "detectors", 0)?;
     let mut kept = Vec::new();
     for name in &names {
-        let det = detectors::by_name(name, &cfg).map_err(|e| loc.error_section("detectors", 0, Some("names"), &e.to_string()))?;
+        let det = detectors::by_name(name, &cfg)
+            .map_err(|e| loc.error_section("detectors", 0, Some("names"), &e.to_string()))?;
         if det.modes().iter().any(|m| modes.contains(m)) {
             kept.push(name.clone());
         } else if !all_requested {

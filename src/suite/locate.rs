@@ -19,7 +19,8 @@ pub struct Locator<'a> {
 fn header(line: &str) -> Option<&str> {
     let t = line.trim();
     let t = t.split('#').next().unwrap_or("").trim();
-    let inner = t.strip_prefix("[[").and_then(|s| s.strip_suffix("]]")).or_else(|| t.strip_prefix('[')?.strip_suffix(']'))?;
+    let inner =
+        t.strip_prefix("[[").and_then(|s| s.strip_suffix("]]")).or_else(|| t.strip_prefix('[')?.strip_suffix(']'))?;
     Some(inner.trim())
 }
 
@@ -35,12 +36,7 @@ impl<'a> Locator<'a> {
     /// lines up to the next table that is not one of its sub-tables.
     fn section_lines(&self, section: &str, nth: usize) -> Option<(usize, Vec<(usize, &'a str)>)> {
         let lines: Vec<&str> = self.src.lines().collect();
-        let start = lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| header(l) == Some(section))
-            .nth(nth)
-            .map(|(i, _)| i)?;
+        let start = lines.iter().enumerate().filter(|(_, l)| header(l) == Some(section)).nth(nth).map(|(i, _)| i)?;
         let sub = format!("{section}.");
         let body = lines[start + 1..]
             .iter()
@@ -59,7 +55,8 @@ impl<'a> Locator<'a> {
             let mut rest = l.trim_start();
             while let Some(p) = rest.find(key) {
                 let after = rest[p + key.len()..].trim_start();
-                let word_start = p == 0 || !rest.as_bytes()[p - 1].is_ascii_alphanumeric() && rest.as_bytes()[p - 1] != b'_';
+                let word_start =
+                    p == 0 || !rest.as_bytes()[p - 1].is_ascii_alphanumeric() && rest.as_bytes()[p - 1] != b'_';
                 if word_start && (after.starts_with('=') || after.starts_with('.')) {
                     return true;
                 }

@@ -28,14 +28,22 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeSummary> {
         if s != suite {
             return Err(Error::format(
                 dir,
-                format!("comes from another suite or suite file than {} (suite {} sha256 {} vs {} sha256 {})",
-                    first.display(), s.suite, &s.suite_hash[..12.min(s.suite_hash.len())], suite.suite,
-                    &suite.suite_hash[..12.min(suite.suite_hash.len())]),
+                format!(
+                    "comes from another suite or suite file than {} (suite {} sha256 {} vs {} sha256 {})",
+                    first.display(),
+                    s.suite,
+                    &s.suite_hash[..12.min(s.suite_hash.len())],
+                    suite.suite,
+                    &suite.suite_hash[..12.min(suite.suite_hash.len())]
+                ),
             ));
         }
         for j in js {
             if let Some((_, other)) = jobs.get(&j.index) {
-                return Err(Error::format(dir, format!("job {} ({}) is also in {}", j.index, j.label(), other.display())));
+                return Err(Error::format(
+                    dir,
+                    format!("job {} ({}) is also in {}", j.index, j.label(), other.display()),
+                ));
             }
             jobs.insert(j.index, (j, dir.as_path()));
         }

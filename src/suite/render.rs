@@ -23,7 +23,12 @@ fn prune(dir: &Path, prefix: &str, keep: &BTreeSet<String>) -> Result<()> {
 
 /// Writes every report file into `dir` and returns the paper tables (one per protocol).
 /// `subnets_file`, when given, is copied to `subnets/subnets.safetensors`.
-pub fn render(dir: &Path, suite: &SuiteRecord, jobs: &[JobRecord], subnets_file: Option<&Path>) -> Result<Vec<PaperTable>> {
+pub fn render(
+    dir: &Path,
+    suite: &SuiteRecord,
+    jobs: &[JobRecord],
+    subnets_file: Option<&Path>,
+) -> Result<Vec<PaperTable>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     records::save(dir, suite, jobs)?;
     let keep: BTreeSet<String> = jobs.iter().map(|j| format!("job-{}.json", j.slug())).collect();

@@ -81,7 +81,8 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     let mut data = data_stage(&mut ctx)?;
     let model = model_stage(&mut ctx, &data)?;
     let sub = subnet_stage(&mut ctx, &mut data, &model)?;
-    let pred_clean = Vec::<i64>::try_from(model.model.predict(&data.test.images, suite.batch_size as i64).to_kind(Kind::Int64))?;
+    let pred_clean =
+        Vec::<i64>::try_from(model.model.predict(&data.test.images, suite.batch_size as i64).to_kind(Kind::Int64))?;
     let labels = data.test.label_vec();
     let mut slots = detector_slots(&ctx, &data, &model, &sub)?;
     let (clean, clean_keys) = clean_scores(&mut ctx, &mut slots, &data, &model, &sub)?;
@@ -91,7 +92,14 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     for job in &jobs {
         bar.set_message(format!("{} {}", job.name, job.params));
         let attack = attack_stage(&mut ctx, job, &data, &model, &sub)?;
-        let inputs = JobInputs { job, attack: &attack, labels: &labels, pred_clean: &pred_clean, clean: &clean, clean_keys: &clean_keys };
+        let inputs = JobInputs {
+            job,
+            attack: &attack,
+            labels: &labels,
+            pred_clean: &pred_clean,
+            clean: &clean,
+            clean_keys: &clean_keys,
+        };
         records.push(job_record(&mut ctx, &mut slots, &inputs, &data, &model, &sub)?);
         bar.inc(1);
     }
@@ -120,10 +128,13 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
 
     let seeds = BTreeMap::from([
         ("suite".to_string(), suite.seed),
-        ("model".to_string(), match &suite.model {
-            crate::suite::schema::ModelSpec::Train(c) => c.seed,
-            crate::suite::schema::ModelSpec::Weights { .. } => 0,
-        }),
+        (
+            "model".to_string(),
+            match &suite.model {
+                crate::suite::schema::ModelSpec::Train(c) => c.seed,
+                crate::suite::schema::ModelSpec::Weights { .. } => 0,
+            },
+        ),
         ("subnet".to_string(), suite.subnet.seed),
         ("detectors".to_string(), suite.detector_config.seed),
         ("bootstrap".to_string(), suite.seed),
@@ -155,7 +166,13 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     if records.is_empty() && !jobs.is_empty() {
         return Err(Error::Missing("no job produced a record".into()));
     }
-    Ok(RunSummary { report_dir: dir, stages: manifest.stages, tables, jobs_run: jobs.len(), wall_seconds: manifest.wall_seconds })
+    Ok(RunSummary {
+        report_dir: dir,
+        stages: manifest.stages,
+        tables,
+        jobs_run: jobs.len(),
+        wall_seconds: manifest.wall_seconds,
+    })
 }
 
 /// The one-screen summary printed at the end of a run.
@@ -167,11 +184,16 @@ pub fn summary_text(s: &RunSummary) -> String {
     if let Some(t) = s.tables.first() {
         out += &format!("\nAUROC ({} protocol), best detector per attack:\n", t.protocol);
         for (label, asr, cells) in &t.rows {
-            let best = cells.iter().zip(&t.columns).filter(|(c, _)| c.best).map(|(c, (d, m))| {
-                format!("{d} ({m}) {:.3}", c.auroc.unwrap_or(f64::NAN))
-            });
+            let best = cells
+                .iter()
+                .zip(&t.columns)
+                .filter(|(c, _)| c.best)
+                .map(|(c, (d, m))| format!("{d} ({m}) {:.3}", c.auroc.unwrap_or(f64::NAN)));
             let best: Vec<String> = best.collect();
-            out += &format!("  {label:<32} ASR {asr:.3}  {}\n", if best.is_empty() { "n/a".into() } else { best.join(", ") });
+            out += &format!(
+                "  {label:<32} ASR {asr:.3}  {}\n",
+                if best.is_empty() { "n/a".into() } else { best.join(", ") }
+            );
         }
     }
     out += &format!(

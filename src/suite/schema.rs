@@ -137,9 +137,14 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
     })?;
 
     let name = raw.suite.name.get_ref().clone();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.') {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
+    {
         let line = line_of(src, raw.suite.name.span().start);
-        return Err(loc.error_line(Some(line), "suite.name", "must be a non-empty folder name of letters, digits, - _ ."));
+        return Err(loc.error_line(
+            Some(line),
+            "suite.name",
+            "must be a non-empty folder name of letters, digits, - _ .",
+        ));
     }
     let seed = raw.suite.seed;
     let batch_size = positive(&loc, raw.suite.batch_size, "suite.batch_size", 256)?;
@@ -228,7 +233,11 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
             ("seed", m.seed.is_some()),
         ];
         if let Some((k, _)) = trained.iter().find(|(_, set)| *set) {
-            return Err(loc.error_line(line, "model.weights", &format!("cannot be combined with model.{k}: weights are used as they are")));
+            return Err(loc.error_line(
+                line,
+                "model.weights",
+                &format!("cannot be combined with model.{k}: weights are used as they are"),
+            ));
         }
         if let Some(a) = m.arch {
             a.check_dataset(dataset).map_err(|e| loc.error_line(line, "model.arch", &e.to_string()))?;

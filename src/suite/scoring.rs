@@ -170,7 +170,8 @@ pub fn job_record(
     let mut rows = Vec::new();
     for (d, slot) in slots.iter().enumerate() {
         for (m, mode) in slot.modes.iter().enumerate() {
-            let (succ, all) = protocol_sets(&inp.clean[d][m], &adv_scores[d][m], inp.labels, inp.pred_clean, &inp.attack.pred_adv);
+            let (succ, all) =
+                protocol_sets(&inp.clean[d][m], &adv_scores[d][m], inp.labels, inp.pred_clean, &inp.attack.pred_adv);
             for protocol in &s.protocols {
                 let set = if protocol == "all" { &all } else { &succ };
                 let (n_neg, n_pos) = set.counts();
@@ -179,7 +180,15 @@ pub fn job_record(
                     true => metrics::roc_curve(&set.labels, &set.scores).ok().map(|r| Curve::thinned(&r.fpr, &r.tpr)),
                     false => None,
                 };
-                rows.push(RowRecord { detector: slot.name.clone(), mode: mode.to_string(), protocol: protocol.clone(), n_pos, n_neg, metrics, roc });
+                rows.push(RowRecord {
+                    detector: slot.name.clone(),
+                    mode: mode.to_string(),
+                    protocol: protocol.clone(),
+                    n_pos,
+                    n_neg,
+                    metrics,
+                    roc,
+                });
             }
         }
     }

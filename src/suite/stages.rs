@@ -100,7 +100,9 @@ pub fn data_stage(ctx: &mut Ctx) -> Result<DataStage> {
     let start = Instant::now();
     let d = &ctx.suite.data;
     let hint = |e: Error| match e {
-        Error::Missing(m) => Error::Missing(format!("{m} (in a suite file: data_dir in [data] of {})", ctx.suite.path.display())),
+        Error::Missing(m) => {
+            Error::Missing(format!("{m} (in a suite file: data_dir in [data] of {})", ctx.suite.path.display()))
+        }
         other => other,
     };
     let test_full = data::load(d.dataset, d.data_dir.as_deref(), Split::Test).map_err(hint)?;
@@ -126,9 +128,17 @@ pub fn data_stage(ctx: &mut Ctx) -> Result<DataStage> {
         stage.create()?;
         let test = test_full.limit(n_test);
         let fit = crate::detectors::fit_split(&train_full, d.fit_size);
-        let tensors = [("test_images", &test.images), ("test_labels", &test.labels), ("fit_images", &fit.images), ("fit_labels", &fit.labels)];
+        let tensors = [
+            ("test_images", &test.images),
+            ("test_labels", &test.labels),
+            ("fit_images", &fit.images),
+            ("fit_labels", &fit.labels),
+        ];
         save_tensors(&stage.file("data.safetensors"), &tensors)?;
-        let info = BTreeMap::from([("test_sha256", test_full.source_hash.clone()), ("train_sha256", train_full.source_hash.clone())]);
+        let info = BTreeMap::from([
+            ("test_sha256", test_full.source_hash.clone()),
+            ("train_sha256", train_full.source_hash.clone()),
+        ]);
         stage.finish(&info)?;
     }
     let t = load_tensors(&stage.file("data.safetensors"), &["test_images", "test_labels", "fit_images", "fit_labels"])?;
@@ -163,7 +173,10 @@ pub fn model_stage(ctx: &mut Ctx, data: &DataStage) -> Result<ModelStage> {
             ));
             let cached = expected.is_file() && checkpoint::sidecar_path(&expected).is_file();
             if !cached {
-                ctx.say(&format!("training {} on {} ({} epochs), once; later runs take it from the model cache", cfg.arch, cfg.dataset, cfg.epochs));
+                ctx.say(&format!(
+                    "training {} on {} ({} epochs), once; later runs take it from the model cache",
+                    cfg.arch, cfg.dataset, cfg.epochs
+                ));
             }
             let path = train::cached_model(cfg, ctx.suite.data.data_dir.as_deref(), ctx.device)?;
             (path, Some(cfg.arch), format!("{}-s{}-e{}", cfg.arch, cfg.seed, cfg.epochs), !cached)
@@ -243,7 +256,13 @@ fn uses_subnets(job: &Job) -> bool {
     job.name.starts_with("adaptive")
 }
 
-pub fn attack_stage(ctx: &mut Ctx, job: &Job, data: &DataStage, model: &ModelStage, sub: &SubnetStage) -> Result<AttackStage> {
+pub fn attack_stage(
+    ctx: &mut Ctx,
+    job: &Job,
+    data: &DataStage,
+    model: &ModelStage,
+    sub: &SubnetStage,
+) -> Result<AttackStage> {
     let start = Instant::now();
     let mut kb = KeyBuilder::new("attack")
         .part("model", &model.hash)
@@ -260,7 +279,8 @@ pub fn attack_stage(ctx: &mut Ctx, job: &Job, data: &DataStage, model: &ModelSta
         stage.create()?;
         let attack = crate::attacks::build(&job.attack, Some(&sub.subnets))?;
         let batch = ctx.suite.batch_size as i64;
-        let adv = crate::attacks::run_batched(attack.as_ref(), &model.model, &data.test.images, &data.test.labels, batch)?;
+        let adv =
+            crate::attacks::run_batched(attack.as_ref(), &model.model, &data.test.images, &data.test.labels, batch)?;
         let pred = model.model.predict(&adv, batch);
         save_tensors(&stage.file("adv.safetensors"), &[("adversarial", &adv), ("pred_adv", &pred)])?;
         stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
