@@ -47,7 +47,7 @@ fn gates_of_ones_give_exactly_the_ungated_logits() -> TestResult {
         assert_eq!(plain.size(), [5, 10]);
         assert_eq!(feats.size()[0], 5);
         // a zero gate on a unit changes the output: the gates are wired in
-        let mut g = Tensor::ones([5, units], (Kind::Float, Device::Cpu));
+        let g = Tensor::ones([5, units], (Kind::Float, Device::Cpu));
         let _ = g.narrow(1, 0, model.gate_layout().layers[0].width).fill_(0.0);
         assert!(max_abs_diff(&model.net.forward(&xs, Some(&g), false), &plain) > 0.0, "{arch}");
     }
@@ -66,8 +66,6 @@ fn gate_layouts_cover_every_gateable_unit() {
 fn cifar_models_learn_on_real_cifar_images() -> TestResult {
     let ds = Dataset::load(DatasetName::Cifar10, &fixtures().join("cifar10"), Split::Test)?;
     for arch in [Arch::VggSmall, Arch::Resnet20] {
-        let mut cfg = TrainConfig::default_for(DatasetName::Cifar10, arch);
-        cfg.epochs = 1;
         tch::manual_seed(0);
         let model = Model::new(arch, Device::Cpu);
         let mut opt = tch::nn::OptimizerConfig::build(tch::nn::Adam::default(), &model.vs, 1e-3)?;
