@@ -214,7 +214,8 @@ fn roc_command_prints_json_and_plots() -> TestResult {
     assert_eq!(code, 0, "{err}");
     let obj: serde_json::Map<String, Value> = serde_json::from_str(out.trim())?;
     let (mut keys, mut names) = (obj.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES.to_vec());
-    (keys.sort(), names.sort());
+    keys.sort();
+    names.sort();
     assert_eq!(keys, names);
     assert!(out.trim().starts_with("{\"auroc\":"), "keys in the order of METRIC_NAMES: {out}");
     for name in METRIC_NAMES {

@@ -208,7 +208,7 @@ pub(crate) fn success(logits: &Tensor, b: &Batch) -> Tensor {
 /// Keeps, per sample, `new` where `take` (bool `[B]`) holds and `old` elsewhere.
 pub(crate) fn select_rows(take: &Tensor, new: &Tensor, old: &Tensor) -> Tensor {
     let mut shape = vec![-1i64];
-    shape.extend(std::iter::repeat(1).take(new.dim() - 1));
+    shape.extend(std::iter::repeat_n(1, new.dim() - 1));
     new.where_self(&take.view(shape.as_slice()), old)
 }
 

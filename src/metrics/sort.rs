@@ -40,7 +40,7 @@ fn radix_sort(keys: &mut [u64]) {
     let mut buf = vec![0u64; n];
     let mut in_keys = true; // whether the current order lives in `keys` (else in `buf`)
     for (b, count) in counts.iter().enumerate() {
-        if count.iter().any(|&c| c == n) {
+        if count.contains(&n) {
             continue; // every key has the same byte here: this pass would not move anything
         }
         let mut offsets = [0usize; 256];

@@ -72,7 +72,7 @@ pub fn apply_gate(xs: Tensor, gates: Option<&Tensor>, span: (i64, i64)) -> Tenso
         Some(g) => {
             let g = g.narrow(1, span.0, span.1);
             let mut shape = g.size();
-            shape.extend(std::iter::repeat(1).take(xs.dim() - 2));
+            shape.extend(std::iter::repeat_n(1, xs.dim() - 2));
             xs * g.view(shape.as_slice())
         }
     }

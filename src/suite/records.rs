@@ -60,8 +60,8 @@ impl Curve {
         let (mut f, mut t) = (Vec::new(), Vec::new());
         for (i, (&x, &y)) in fpr.iter().zip(tpr).enumerate() {
             let last = i + 1 == fpr.len();
-            let moved = f.last().map_or(true, |&lx: &f64| (x - lx).abs() >= step)
-                || t.last().map_or(true, |&ly: &f64| (y - ly).abs() >= step);
+            let moved = f.last().is_none_or(|&lx: &f64| (x - lx).abs() >= step)
+                || t.last().is_none_or(|&ly: &f64| (y - ly).abs() >= step);
             if moved || last {
                 f.push(x);
                 t.push(y);
