@@ -1,10 +1,10 @@
 //! `advdet attack`: adversarial examples for the first N images of a split, saved as .safetensors (`clean`,
 //! `adversarial`, `labels`, `pred_clean`, `pred_adv`, and `targets` for targeted attacks), with the success rate,
 //! perturbation norms and throughput printed.
+use super::model_args::{Loaded, ModelArgs};
 use advdet::attacks::{self, AttackOutcome, AttackSpec, Norm};
-use advdet::data::{self, DatasetName, Split};
-use advdet::device::DeviceChoice;
-use advdet::models::{checkpoint, Arch};
+use advdet::data::{self, Split};
+use advdet::models::checkpoint;
 use advdet::subnet::Subnets;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -14,62 +14,61 @@ use tch::{Device, Tensor};
 
 #[derive(Args)]
 pub struct AttackArgs {
-    /// Weights (.safetensors)
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Architecture, needed when the weights have no sidecar
-    #[arg(long)]
-    pub arch: Option<Arch>,
-    /// Dataset (default: the sidecar's)
-    #[arg(long)]
-    pub dataset: Option<DatasetName>,
+    #[command(flatten)]
+    pub m: ModelArgs,
     #[arg(long, default_value = "test")]
     pub split: Split,
     /// Attack only the first N images of the split, in file order
     #[arg(long)]
     pub limit: Option<usize>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
     /// fgsm, bim, pgd-linf, pgd-l2, mifgsm, cw-l2, deepfool or adaptive
     #[arg(long)]
     pub attack: String,
+    /// Perturbation budget in the attack's norm, pixels in [0, 1] (default: the attack's MNIST value, e.g. 0.3 for PGD-Linf)
     #[arg(long)]
     pub eps: Option<f64>,
+    /// Step size of the iterative attacks (BIM, PGD, MI-FGSM, adaptive)
     #[arg(long)]
     pub alpha: Option<f64>,
+    /// Iterations (CW-L2: Adam steps per binary-search step; DeepFool: the most iterations)
     #[arg(long)]
     pub steps: Option<usize>,
+    /// PGD random restarts
     #[arg(long)]
     pub restarts: Option<usize>,
-    /// true or false
+    /// PGD's random start in the eps-ball: true or false
     #[arg(long)]
     pub random_start: Option<bool>,
+    /// MI-FGSM's momentum decay mu
     #[arg(long)]
     pub decay: Option<f64>,
+    /// CW-L2's initial trade-off constant c (then searched per sample)
     #[arg(long)]
     pub c: Option<f64>,
     /// CW's confidence margin; the subnet-term weight of the adaptive attack
     #[arg(long)]
     pub kappa: Option<f64>,
+    /// CW-L2's Adam learning rate
     #[arg(long)]
     pub lr: Option<f64>,
+    /// CW-L2's binary-search steps over c
     #[arg(long)]
     pub binary_steps: Option<usize>,
+    /// DeepFool's overshoot
     #[arg(long)]
     pub overshoot: Option<f64>,
     /// random or least-likely
     #[arg(long)]
     pub targeted: Option<String>,
+    /// Seed of random starts and random targets
     #[arg(long)]
     pub seed: Option<u64>,
     /// Subnetworks of the model (.safetensors from the subnet stage), for the adaptive attack
     #[arg(long)]
     pub subnets: Option<PathBuf>,
+    /// Images per batch
     #[arg(long, default_value_t = 256)]
     pub batch_size: i64,
-    /// auto, cpu or cuda
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
     /// Also report the success rate counting only perturbations of at most EPS (repeatable)
     #[arg(long)]
     pub within: Vec<f64>,
@@ -109,15 +108,9 @@ pub fn run(a: AttackArgs) -> Result<i32> {
     if a.batch_size < 1 {
         anyhow::bail!("invalid batch-size = {}: must be at least 1", a.batch_size);
     }
-    let device = a.device.resolve()?;
-    let (mut model, meta) = checkpoint::load(&a.model, a.arch, device)?;
-    model.freeze();
-    let dataset = match (a.dataset, &meta) {
-        (Some(d), _) => d,
-        (None, Some(m)) => m.dataset,
-        (None, None) => anyhow::bail!("{}: no sidecar names the dataset; pass --dataset", a.model.display()),
-    };
-    model.arch.check_dataset(dataset)?;
+    let loaded = a.m.load()?;
+    let dataset = a.m.dataset(&loaded, "the dataset")?;
+    let Loaded { model, device, .. } = loaded;
     let subnets = match &a.subnets {
         Some(p) => Some(Subnets::load(p, model.gate_layout(), device)?),
         None => None,
@@ -131,7 +124,7 @@ pub fn run(a: AttackArgs) -> Result<i32> {
         ),
         (bound, passes) => passes.filter(|_| bound),
     };
-    let mut ds = data::load(dataset, a.data_dir.as_deref(), a.split)?;
+    let mut ds = data::load(dataset, a.m.data_dir.as_deref(), a.split)?;
     if let Some(n) = a.limit {
         ds = ds.limit(n);
     }

@@ -1,8 +1,8 @@
 //! `advdet detect`: scores clean and adversarial images with each detector in the full and the subnet mode (the
 //! comparison of Wang, Su, Zhang, Hu, arXiv 1910.02673) and writes per-image scores and the metric table.
-use advdet::data::{self, DatasetName, Split};
+use super::model_args::ModelArgs;
+use advdet::data::{self, Split};
 use advdet::detectors::{self, fit_split, protocol_sets, score_batched, Detector, DetectorConfig, Mode, ScoredSet};
-use advdet::device::DeviceChoice;
 use advdet::metrics::{self, WithCi, METRIC_NAMES};
 use advdet::models::{checkpoint, Arch};
 use advdet::subnet::Subnets;
@@ -15,12 +15,8 @@ use tch::{Device, Kind, Tensor};
 
 #[derive(Args)]
 pub struct DetectArgs {
-    /// Weights (.safetensors)
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Architecture, needed when the weights have no sidecar
-    #[arg(long)]
-    pub arch: Option<Arch>,
+    #[command(flatten)]
+    pub m: ModelArgs,
     /// Class subnetworks (.safetensors with gates and masks), needed for the subnet mode
     #[arg(long)]
     pub subnets: Option<PathBuf>,
@@ -42,12 +38,8 @@ pub struct DetectArgs {
     /// Seed of the bootstrap and of the detectors' own randomness
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Dataset of the fitting split (default: the model sidecar's); the last --fit-size training images are used
-    #[arg(long)]
-    pub dataset: Option<DatasetName>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Clean training images the fitted detectors use (default: the config's, 5000)
+    /// Clean training images of --dataset the fitted detectors use, the last ones of the training split (default: the
+    /// config's, 5000)
     #[arg(long)]
     pub fit_size: Option<usize>,
     /// Detector parameters as JSON (the fields of DetectorConfig; unknown fields are an error)
@@ -55,8 +47,6 @@ pub struct DetectArgs {
     pub config: Option<PathBuf>,
     #[arg(long, default_value_t = 256)]
     pub batch_size: i64,
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
     /// Output folder: scores.csv, metrics.csv, config.json
     #[arg(long)]
     pub out: PathBuf,
@@ -186,9 +176,8 @@ fn load_sets(a: &DetectArgs, arch: Arch) -> Result<(Tensor, Tensor, Vec<i64>, Op
 
 pub fn run(a: DetectArgs) -> Result<i32> {
     let mut plan = plan(&a)?;
-    let device = a.device.resolve()?;
-    let (mut model, meta) = checkpoint::load(&a.model, a.arch, device)?;
-    model.freeze();
+    let loaded = a.m.load()?;
+    let (model, device) = (&loaded.model, loaded.device);
     let (clean, adv, labels, file_pred) = load_sets(&a, model.arch)?;
     let subnets = match &a.subnets {
         Some(p) if plan.pairs.iter().any(|&(_, m)| m == Mode::Subnet) => {
@@ -203,19 +192,11 @@ pub fn run(a: DetectArgs) -> Result<i32> {
         eprintln!("warning: this model's predictions differ from the attack file's pred_adv on {differ} images (a transfer attack?); using this model's");
     }
     if plan.detectors.iter().any(|d| d.needs_fit()) {
-        let dataset = match (a.dataset, &meta) {
-            (Some(d), _) => d,
-            (None, Some(m)) => m.dataset,
-            (None, None) => anyhow::bail!(
-                "{}: no sidecar names the dataset of the fitting split; pass --dataset",
-                a.model.display()
-            ),
-        };
-        model.arch.check_dataset(dataset)?;
-        let fit = fit_split(&data::load(dataset, a.data_dir.as_deref(), Split::Train)?, plan.cfg.fit_size);
+        let dataset = a.m.dataset(&loaded, "the dataset of the fitting split")?;
+        let fit = fit_split(&data::load(dataset, a.m.data_dir.as_deref(), Split::Train)?, plan.cfg.fit_size);
         eprintln!("fitting on the last {} clean {dataset} training images", fit.len());
         for det in plan.detectors.iter_mut().filter(|d| d.needs_fit()) {
-            det.fit(&model, &fit)?;
+            det.fit(model, &fit)?;
         }
     }
     let n = labels.len();
@@ -228,8 +209,8 @@ pub fn run(a: DetectArgs) -> Result<i32> {
     println!("{:<12} {:<6} {:>30} {:>30}", "detector", "mode", "auroc successful [95% CI]", "auroc all [95% CI]");
     for &(d, mode) in &plan.pairs {
         let det = plan.detectors[d].as_ref();
-        let s_clean = score_batched(det, &model, subnets.as_ref(), mode, &clean, a.batch_size)?;
-        let s_adv = score_batched(det, &model, subnets.as_ref(), mode, &adv, a.batch_size)?;
+        let s_clean = score_batched(det, model, subnets.as_ref(), mode, &clean, a.batch_size)?;
+        let s_adv = score_batched(det, model, subnets.as_ref(), mode, &adv, a.batch_size)?;
         for (is_adv, s) in [(0, &s_clean), (1, &s_adv)] {
             for i in 0..n {
                 writeln!(scores_csv, "{i},{},{mode},{},{is_adv},{}", det.name(), labels[i], s[i])?;
@@ -252,7 +233,7 @@ pub fn run(a: DetectArgs) -> Result<i32> {
     write_text(&a.out.join("scores.csv"), &scores_csv)?;
     write_text(&a.out.join("metrics.csv"), &metrics_csv)?;
     let config = serde_json::json!({
-        "model": a.model, "arch": model.arch, "adv": a.adv, "clean": a.clean, "subnets": a.subnets,
+        "model": a.m.model, "arch": model.arch, "adv": a.adv, "clean": a.clean, "subnets": a.subnets,
         "images": n, "bootstrap": a.bootstrap, "seed": a.seed, "detectors": plan.cfg,
         "protocol": "negatives: clean test images classified correctly; successful: positives are their adversarial versions that are misclassified; all: every adversarial version of those images",
     });

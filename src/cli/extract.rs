@@ -1,7 +1,6 @@
 //! `advdet extract`: class-specific subnetworks (Wang et al., arXiv 1910.02673) of a trained model, with their analysis.
-use advdet::data::{self, DatasetName, Split};
-use advdet::device::DeviceChoice;
-use advdet::models::{checkpoint, Arch};
+use super::model_args::{Loaded, ModelArgs};
+use advdet::data::{self, Split};
 use advdet::subnet::{self, ExtractConfig};
 use anyhow::Result;
 use clap::Args;
@@ -9,17 +8,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ExtractArgs {
-    /// Trained weights (.safetensors)
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Architecture, needed when the weights have no sidecar
-    #[arg(long)]
-    pub arch: Option<Arch>,
-    /// Dataset (default: the sidecar's)
-    #[arg(long)]
-    pub dataset: Option<DatasetName>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub m: ModelArgs,
     /// Weight of the L1 penalty on the sum of each class's gates
     #[arg(long)]
     pub lambda: Option<f64>,
@@ -48,9 +38,6 @@ pub struct ExtractArgs {
     pub cross_images_per_class: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// auto, cpu or cuda
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
     /// Output gates and masks (.safetensors); the summary (.json), tables (.csv) and heatmaps (.png, .svg) go beside it
     #[arg(long)]
     pub out: PathBuf,
@@ -91,17 +78,11 @@ pub fn run(a: ExtractArgs) -> Result<i32> {
     if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         anyhow::bail!("--out {}: must end in .safetensors", a.out.display());
     }
-    let device = a.device.resolve()?;
-    let (mut model, meta) = checkpoint::load(&a.model, a.arch, device)?;
-    model.freeze();
-    let dataset = match (a.dataset, &meta) {
-        (Some(d), _) => d,
-        (None, Some(m)) => m.dataset,
-        (None, None) => anyhow::bail!("{}: no sidecar names the dataset; pass --dataset", a.model.display()),
-    };
-    model.arch.check_dataset(dataset)?;
-    let train = data::load(dataset, a.data_dir.as_deref(), Split::Train)?;
-    let test = data::load(dataset, a.data_dir.as_deref(), Split::Test)?;
+    let loaded = a.m.load()?;
+    let dataset = a.m.dataset(&loaded, "the dataset")?;
+    let Loaded { model, device, .. } = loaded;
+    let train = data::load(dataset, a.m.data_dir.as_deref(), Split::Train)?;
+    let test = data::load(dataset, a.m.data_dir.as_deref(), Split::Test)?;
     eprintln!(
         "extracting {} subnetworks of {} on {dataset} (lambda {}, T {}, {} steps, {} images per class, seed {}) on {}",
         test.num_classes(),

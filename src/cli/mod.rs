@@ -5,6 +5,7 @@ pub mod data;
 pub mod detect;
 pub mod extract;
 pub mod merge;
+pub mod model_args;
 pub mod roc;
 pub mod run;
 pub mod train;

@@ -1,4 +1,5 @@
 //! `advdet train` and `advdet eval`.
+use super::model_args::ModelArgs;
 use advdet::data::{self, DatasetName, Split};
 use advdet::device::DeviceChoice;
 use advdet::models::{checkpoint, Arch};
@@ -67,31 +68,15 @@ pub fn run_train(a: TrainArgs) -> Result<i32> {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Weights (.safetensors)
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Architecture, needed when the weights have no sidecar (e.g. exported from PyTorch)
-    #[arg(long)]
-    pub arch: Option<Arch>,
-    /// Dataset (default: the sidecar's)
-    #[arg(long)]
-    pub dataset: Option<DatasetName>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub m: ModelArgs,
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<i32> {
-    let device = a.device.resolve()?;
-    let (model, meta) = checkpoint::load(&a.model, a.arch, device)?;
-    let dataset = match (a.dataset, &meta) {
-        (Some(d), _) => d,
-        (None, Some(m)) => m.dataset,
-        (None, None) => anyhow::bail!("{}: no sidecar names the dataset; pass --dataset", a.model.display()),
-    };
-    model.arch.check_dataset(dataset)?;
-    let test = data::load(dataset, a.data_dir.as_deref(), Split::Test)?;
+    let loaded = a.m.load()?;
+    let dataset = a.m.dataset(&loaded, "the dataset")?;
+    let model = loaded.model;
+    let test = data::load(dataset, a.m.data_dir.as_deref(), Split::Test)?;
     let eval = train::evaluate(&model, &test, 1000);
     println!("{} on {dataset} test ({} images): accuracy {:.4}", model.arch, eval.n, eval.accuracy);
     for (c, acc) in eval.per_class.iter().enumerate() {
