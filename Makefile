@@ -5,7 +5,7 @@ BIN := target/release/advdet
 # Where a GPU host's own PyTorch 2.11.0 keeps libtorch (rpath of the portable cuda-mode binary).
 GPU_TORCH_LIB ?= /opt/torch/.venv/lib/python3.12/site-packages/torch/lib
 
-.PHONY: build data run smoke test bench compare build-cuda build-cuda-portable clean-cache
+.PHONY: build data run smoke test bench bench-cuda compare build-cuda build-cuda-portable clean-cache
 
 build:
 	$(CARGO) build --release --locked
@@ -26,17 +26,19 @@ test: data
 	$(BIN) run attacks/smoke.toml
 	$(BIN) check reports/smoke/results.csv --baseline reports/baselines/smoke.csv
 
-# The peers (PyTorch, torchattacks, scikit-learn) go into one throwaway venv under target/ (about 2.7 GB);
-# set ADVDET_REF_PYTHON to use a python that already has them.
-COMPARE_PY := target/compare-venv/bin/python
-REF_PYTHON ?= $(or $(ADVDET_REF_PYTHON),$(COMPARE_PY))
+# The peers (PyTorch, torchattacks, scikit-learn) go into one throwaway venv under target/ (about 2.7 GB), marked ready
+# only once every install finished; set ADVDET_REF_PYTHON to use a python that already has them.
+COMPARE_VENV := target/compare-venv
+COMPARE_READY := $(COMPARE_VENV)/.ready
+REF_PYTHON := $(or $(ADVDET_REF_PYTHON),$(COMPARE_VENV)/bin/python)
 
-$(COMPARE_PY):
-	python3 -m venv target/compare-venv
-	$(COMPARE_PY) -m pip install -q torch==2.11.0 safetensors numpy scipy tqdm requests scikit-learn
-	$(COMPARE_PY) -m pip install -q --no-deps torchattacks==3.5.1
+$(COMPARE_READY):
+	python3 -m venv $(COMPARE_VENV)
+	$(COMPARE_VENV)/bin/python -m pip install -q torch==2.11.0 safetensors numpy scipy tqdm requests scikit-learn
+	$(COMPARE_VENV)/bin/python -m pip install -q --no-deps torchattacks==3.5.1
+	touch $@
 
-compare: data $(if $(ADVDET_REF_PYTHON),,$(COMPARE_PY))
+compare: data $(if $(ADVDET_REF_PYTHON),,$(COMPARE_READY))
 	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/attacks.py
 	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/train_lenet.py
 	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/auroc.py
@@ -45,6 +47,11 @@ compare: data $(if $(ADVDET_REF_PYTHON),,$(COMPARE_PY))
 bench: data
 	$(CARGO) bench --locked
 	python3 scripts/compare/bench_table.py
+
+# the model benches on a GPU host (cuda mode, as build-cuda)
+bench-cuda: data
+	ADVDET_CUDA=1 ADVDET_BENCH_DEVICE=cuda $(CARGO) bench --locked --target-dir target/cuda --bench attacks --bench subnet
+	python3 scripts/compare/bench_table.py target/cuda/criterion
 
 # cuda mode on a GPU host that has Rust: links the host's PyTorch 2.11.0 (or installs the full CUDA wheels).
 build-cuda:

@@ -33,14 +33,15 @@ fn random_subnets(model: &Model, device: Device) -> Subnets {
 
 fn inference(c: &mut Criterion) {
     let device = common::device();
-    let _g = tch::no_grad_guard();
     for (arch, name, batches) in [(Arch::Lenet, "lenet", [32, 256, 1024]), (Arch::Resnet20, "resnet20", [8, 32, 128])] {
         let max = batches[2];
+        // set-up first (it may train the default LeNet and learns the gates), then no gradients for the inference
         let (model, all_x, _) = common::setup(arch, max, device);
         let subnets = match arch {
             Arch::Lenet => lenet_subnets(&model),
             _ => random_subnets(&model, device),
         };
+        let _g = tch::no_grad_guard();
         let mut group = c.benchmark_group(format!("subnet-inference/{name}"));
         group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
         for n in batches {

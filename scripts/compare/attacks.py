@@ -8,9 +8,10 @@ and installs them there (torch pulls about 2.7 GB). Needs target/release/advdet 
 cache (make data). The model defaults to the default LeNet in the model cache (the one `make run` trains).
 
 Each measurement is a fresh process on both sides (advdet: `advdet attack`; PyTorch: this script in worker mode), so
-both pay their first-call set-up; the table gives the best of --repeats. Also printed:
-  - advdet's attack time as a ratio to its lower bound, the model's own forward+backward passes over the same batches
-    (`advdet attack --bound`);
+both pay their first-call set-up; both models are frozen (gradients with respect to the input only); the table gives
+the best of --repeats. Also printed:
+  - each side's attack time as a ratio to its lower bound, the model's own forward+backward passes over the same
+    batches, measured warm after the attack in the same process (`advdet attack --bound`; here, a plain PyTorch loop);
   - how far advdet's FGSM images are from torchattacks' (the same arithmetic: they should agree to float rounding).
 """
 import argparse, glob, json, os, re, subprocess, sys, tempfile, time, venv
@@ -18,12 +19,12 @@ import argparse, glob, json, os, re, subprocess, sys, tempfile, time, venv
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 ADVDET = os.path.join(ROOT, "target", "release", "advdet")
-ATTACKS = {  # name: (advdet arguments, torchattacks constructor arguments)
-    "fgsm": (["--attack", "fgsm", "--eps", "0.3"], ("FGSM", dict(eps=0.3))),
+ATTACKS = {  # name: (advdet arguments, torchattacks constructor arguments, forward+backward passes per batch)
+    "fgsm": (["--attack", "fgsm", "--eps", "0.3"], ("FGSM", dict(eps=0.3)), 1),
     "pgd-linf-10": (["--attack", "pgd-linf", "--eps", "0.3", "--alpha", "0.01", "--steps", "10"],
-                    ("PGD", dict(eps=0.3, alpha=0.01, steps=10, random_start=True))),
+                    ("PGD", dict(eps=0.3, alpha=0.01, steps=10, random_start=True)), 10),
     "pgd-linf-40": (["--attack", "pgd-linf", "--eps", "0.3", "--alpha", "0.01", "--steps", "40"],
-                    ("PGD", dict(eps=0.3, alpha=0.01, steps=40, random_start=True))),
+                    ("PGD", dict(eps=0.3, alpha=0.01, steps=40, random_start=True)), 40),
 }
 
 
@@ -41,7 +42,9 @@ def reexec():
 
 
 def cache_dir():
-    return os.environ.get("ADVDET_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "advdet")
+    """advdet's cache root: $ADVDET_CACHE_DIR, else $XDG_CACHE_HOME/advdet, else ~/.cache/advdet."""
+    return os.environ.get("ADVDET_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "advdet")
 
 
 def mnist_test(n):
@@ -59,7 +62,8 @@ def mnist_test(n):
 
 
 def worker(args):
-    """One torchattacks run in this fresh process: prints the attack's wall seconds as JSON (and saves the images)."""
+    """One torchattacks run in this fresh process: prints as JSON the attack's wall seconds and PyTorch's own
+    forward+backward bound for the same batches (measured after the attack, warm), and saves the images if asked."""
     import torch, torchattacks
     from safetensors.torch import load_file, save_file
     sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
@@ -68,15 +72,27 @@ def worker(args):
     model = LeNet()
     model.load_state_dict(load_file(args.model))
     model.eval()
+    model.requires_grad_(False)  # as advdet freezes its model: both take gradients with respect to the input only
     x, y = mnist_test(args.n)
-    cls, kwargs = ATTACKS[args.worker][1]
+    _, (cls, kwargs), passes = ATTACKS[args.worker]
     atk = getattr(torchattacks, cls)(model, **kwargs)
     t0 = time.perf_counter()
     parts = [atk(x[s:s + args.batch_size], y[s:s + args.batch_size]) for s in range(0, args.n, args.batch_size)]
     seconds = time.perf_counter() - t0
+
+    def forward_backward(xb, yb):
+        xb = xb.clone().requires_grad_(True)
+        torch.autograd.grad(torch.nn.functional.cross_entropy(model(xb), yb), xb)
+
+    forward_backward(x[:args.batch_size], y[:args.batch_size])
+    t0 = time.perf_counter()
+    for s in range(0, args.n, args.batch_size):
+        for _ in range(passes):
+            forward_backward(x[s:s + args.batch_size], y[s:s + args.batch_size])
+    bound = time.perf_counter() - t0
     if args.save:
         save_file({"adversarial": torch.cat(parts).contiguous()}, args.save)
-    print(json.dumps({"seconds": seconds}))
+    print(json.dumps({"seconds": seconds, "bound": bound}))
 
 
 def default_model(tmp, env):
@@ -98,30 +114,34 @@ def main(args):
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or default_model(tmp, env)
         rows, fgsm_diff = [], None
-        for name, (adv_args, _) in ATTACKS.items():
-            ours, theirs, ratio = [], [], []
+        for name, (adv_args, _, _) in ATTACKS.items():
+            ours, theirs, ratio, their_ratio = [], [], [], []
             for r in range(args.repeats):
                 out = run([ADVDET, "attack", "--model", model, "--limit", str(args.n), "--batch-size", str(args.batch_size),
                            "--device", "cpu", "--bound", "--out", os.path.join(tmp, "advdet.safetensors")] + adv_args).stdout
-                ours.append(float(re.search(r"images in ([\d.]+) s", out).group(1)))
+                ours.append(args.n / float(re.search(r"([\d.]+) images/s", out).group(1)))
                 ratio.append(float(re.search(r"attack time / bound ([\d.]+)", out).group(1)))
                 save = ["--save", os.path.join(tmp, "torchattacks.safetensors")] if name == "fgsm" and r == 0 else []
                 w = run([sys.executable, __file__, "--inside", "--worker", name, "--model", model, "--n", str(args.n),
                          "--batch-size", str(args.batch_size), "--threads", str(args.threads)] + save).stdout
-                theirs.append(json.loads(w.strip().splitlines()[-1])["seconds"])
+                t = json.loads(w.strip().splitlines()[-1])
+                theirs.append(t["seconds"])
+                their_ratio.append(t["seconds"] / t["bound"])
                 if save:
                     a = load_file(os.path.join(tmp, "advdet.safetensors"))["adversarial"]
                     b = load_file(os.path.join(tmp, "torchattacks.safetensors"))["adversarial"]
                     fgsm_diff = ((a - b).abs().max().item(), (a != b).any(dim=(1, 2, 3)).sum().item())
             best = min(range(args.repeats), key=lambda i: ours[i])
-            rows.append((name, args.n / ours[best], args.n / min(theirs), ratio[best]))
+            their_best = min(range(args.repeats), key=lambda i: theirs[i])
+            rows.append((name, args.n / ours[best], args.n / theirs[their_best], ratio[best], their_ratio[their_best]))
     print(f"{args.n} MNIST test images, LeNet, batch {args.batch_size}, CPU, {args.threads} thread(s) "
           f"({os.cpu_count()} cores); torch {torch.__version__}, torchattacks {torchattacks.__version__}; "
           f"best of {args.repeats} fresh processes\n")
-    print("| attack | advdet images/s | torchattacks images/s | advdet / torchattacks | advdet time / forward+backward bound |")
-    print("|---|---|---|---|---|")
-    for name, a, t, r in rows:
-        print(f"| {name} | {a:.0f} | {t:.0f} | {a / t:.2f}x | {r:.2f} |")
+    print("| attack | advdet images/s | torchattacks images/s | advdet / torchattacks | advdet time / its forward+backward "
+          "bound | torchattacks time / PyTorch forward+backward bound |")
+    print("|---|---|---|---|---|---|")
+    for name, a, t, r, tr in rows:
+        print(f"| {name} | {a:.0f} | {t:.0f} | {a / t:.2f}x | {r:.2f} | {tr:.2f} |")
     if fgsm_diff:
         print(f"\nFGSM images, advdet vs torchattacks: max |difference| {fgsm_diff[0]:.3g}; {fgsm_diff[1]} of {args.n} "
               "images differ at all")

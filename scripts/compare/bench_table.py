@@ -3,6 +3,9 @@ per iteration and the throughput, and for the attacks the ratio to the forward+b
 (one pass for FGSM, 10 or 40 for PGD, 10 for CW-L2 with its 10 Adam steps and early abort off).
 
     python3 scripts/compare/bench_table.py [target/criterion]
+
+It prints every result criterion has kept there, including those of benches or sizes no longer in the code: remove
+target/criterion first for a clean table.
 """
 import json, os, sys
 
@@ -33,7 +36,9 @@ def main():
         rows = sorted(((f, v) for gg, f, v in r if gg == g), key=lambda k: (k[0], int(k[1]) if k[1].isdigit() else 0))
         print(f"\n**{g}**\n")
         attack = g.startswith("attack/")
-        print("| bench | batch | time | images/s |" + (" / bound |" if attack else "") + "\n|---|---|---|---|" + ("---|" if attack else ""))
+        unit = "images/s" if attack or g.startswith("subnet") else "scores/s"
+        size = "batch" if attack or g.startswith("subnet") else "scores"
+        print(f"| bench | {size} | time | {unit} |" + (" / bound |" if attack else "") + "\n|---|---|---|---|" + ("---|" if attack else ""))
         for f, v in rows:
             s, n = r[(g, f, v)]
             line = f"| {f} | {v} | {fmt(s)} | {n / s:,.0f} |" if n else f"| {f} | {v} | {fmt(s)} | |"

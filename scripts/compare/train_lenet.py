@@ -25,7 +25,8 @@ def reexec():
 def load_mnist_train():
     import numpy as np, torch
     root = os.environ.get("ADVDET_DATA_DIR") or os.path.join(
-        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "advdet"), "data")
+        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "advdet"), "data")
     d = os.path.join(root, "mnist")
     img = np.frombuffer(open(os.path.join(d, "train-images-idx3-ubyte"), "rb").read(), np.uint8, offset=16)
     lab = np.frombuffer(open(os.path.join(d, "train-labels-idx1-ubyte"), "rb").read(), np.uint8, offset=8)

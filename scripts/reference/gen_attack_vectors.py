@@ -44,7 +44,8 @@ def reexec():
 def mnist(split, n):
     import gzip, numpy as np, torch
     root = os.environ.get("ADVDET_DATA_DIR") or os.path.join(
-        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "advdet"), "data")
+        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "advdet"), "data")
     prefix = "train" if split == "train" else "t10k"
 
     def read(name, offset):

@@ -26,7 +26,8 @@ def reexec():
 def mnist_images(n):
     import gzip, numpy as np, torch
     root = os.environ.get("ADVDET_DATA_DIR") or os.path.join(
-        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "advdet"), "data")
+        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "advdet"), "data")
     path = os.path.join(root, "mnist", "t10k-images-idx3-ubyte")
     data = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
     pix = np.frombuffer(data, dtype=np.uint8, offset=16)[: n * 784].reshape(n, 1, 28, 28)
