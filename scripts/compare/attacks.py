@@ -111,6 +111,8 @@ def main(args):
     from safetensors.torch import load_file
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     run = lambda cmd: subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    peer_env = dict(env, MALLOC_MMAP_THRESHOLD_=str(1 << 30), MALLOC_TRIM_THRESHOLD_=str(1 << 30)) \
+        if args.peer_malloc_tuned else env
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or default_model(tmp, env)
         rows, fgsm_diff = [], None
@@ -122,8 +124,9 @@ def main(args):
                 ours.append(args.n / float(re.search(r"([\d.]+) images/s", out).group(1)))
                 ratio.append(float(re.search(r"attack time / bound ([\d.]+)", out).group(1)))
                 save = ["--save", os.path.join(tmp, "torchattacks.safetensors")] if name == "fgsm" and r == 0 else []
-                w = run([sys.executable, __file__, "--inside", "--worker", name, "--model", model, "--n", str(args.n),
-                         "--batch-size", str(args.batch_size), "--threads", str(args.threads)] + save).stdout
+                w = subprocess.run([sys.executable, __file__, "--inside", "--worker", name, "--model", model, "--n", str(args.n),
+                                    "--batch-size", str(args.batch_size), "--threads", str(args.threads)] + save,
+                                   env=peer_env, check=True, capture_output=True, text=True).stdout
                 t = json.loads(w.strip().splitlines()[-1])
                 theirs.append(t["seconds"])
                 their_ratio.append(t["seconds"] / t["bound"])
@@ -136,7 +139,8 @@ def main(args):
             rows.append((name, args.n / ours[best], args.n / theirs[their_best], ratio[best], their_ratio[their_best]))
     print(f"{args.n} MNIST test images, LeNet, batch {args.batch_size}, CPU, {args.threads} thread(s) "
           f"({os.cpu_count()} cores); torch {torch.__version__}, torchattacks {torchattacks.__version__}; "
-          f"best of {args.repeats} fresh processes\n")
+          f"best of {args.repeats} fresh processes"
+          + ("; torchattacks with glibc's malloc thresholds at 1 GiB" if args.peer_malloc_tuned else "") + "\n")
     print("| attack | advdet images/s | torchattacks images/s | advdet / torchattacks | advdet time / its forward+backward "
           "bound | torchattacks time / PyTorch forward+backward bound |")
     print("|---|---|---|---|---|---|")
@@ -154,6 +158,9 @@ if __name__ == "__main__":
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--model")
+    p.add_argument("--peer-malloc-tuned", action="store_true",
+                   help="run the torchattacks side with glibc's mmap and trim thresholds at 1 GiB (MALLOC_MMAP_THRESHOLD_, "
+                        "MALLOC_TRIM_THRESHOLD_), so it keeps its freed memory instead of faulting it back in every step")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=list(ATTACKS), help=argparse.SUPPRESS)
     p.add_argument("--save", help=argparse.SUPPRESS)
