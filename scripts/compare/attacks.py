@@ -14,10 +14,12 @@ the best of --repeats. Also printed:
     batches, measured warm after the attack in the same process (`advdet attack --bound`; here, a plain PyTorch loop);
   - how far advdet's FGSM images are from torchattacks' (the same arithmetic: they should agree to float rounding).
 """
-import argparse, glob, json, os, re, subprocess, sys, tempfile, time, venv
+import argparse, glob, json, os, re, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
+import peer  # noqa: E402
 ADVDET = os.path.join(ROOT, "target", "release", "advdet")
 ATTACKS = {  # name: (advdet arguments, torchattacks constructor arguments, forward+backward passes per batch)
     "fgsm": (["--attack", "fgsm", "--eps", "0.3"], ("FGSM", dict(eps=0.3)), 1),
@@ -28,37 +30,8 @@ ATTACKS = {  # name: (advdet arguments, torchattacks constructor arguments, forw
 }
 
 
-def reexec():
-    py = os.environ.get("ADVDET_REF_PYTHON")
-    if py:
-        sys.exit(subprocess.call([py, __file__, "--inside"] + sys.argv[1:]))
-    with tempfile.TemporaryDirectory() as tmp:
-        venv.create(tmp, with_pip=True)
-        vpy = os.path.join(tmp, "bin", "python")
-        pip = [vpy, "-m", "pip", "install", "-q"]
-        subprocess.check_call(pip + ["torch==2.11.0", "safetensors", "numpy", "scipy", "tqdm", "requests"])
-        subprocess.check_call(pip + ["--no-deps", "torchattacks==3.5.1"])
-        sys.exit(subprocess.call([vpy, __file__, "--inside"] + sys.argv[1:]))
 
 
-def cache_dir():
-    """advdet's cache root: $ADVDET_CACHE_DIR, else $XDG_CACHE_HOME/advdet, else ~/.cache/advdet."""
-    return os.environ.get("ADVDET_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "advdet")
-
-
-def mnist_test(n):
-    import gzip, numpy as np, torch
-    d = os.environ.get("ADVDET_DATA_DIR") or os.path.join(cache_dir(), "data")
-
-    def read(name, offset):
-        path = os.path.join(d, "mnist", name)
-        data = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
-        return np.frombuffer(data, dtype=np.uint8, offset=offset)
-
-    pix = read("t10k-images-idx3-ubyte", 16)[: n * 784].reshape(n, 1, 28, 28)
-    lab = read("t10k-labels-idx1-ubyte", 8)[:n]
-    return torch.from_numpy(pix.astype(np.float32) / 255.0), torch.from_numpy(lab.astype(np.int64))
 
 
 def worker(args):
@@ -66,14 +39,13 @@ def worker(args):
     forward+backward bound for the same batches (measured after the attack, warm), and saves the images if asked."""
     import torch, torchattacks
     from safetensors.torch import load_file, save_file
-    sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
     from models import LeNet
     torch.set_num_threads(args.threads)
     model = LeNet()
     model.load_state_dict(load_file(args.model))
     model.eval()
     model.requires_grad_(False)  # as advdet freezes its model: both take gradients with respect to the input only
-    x, y = mnist_test(args.n)
+    x, y = peer.mnist("test", args.n)
     _, (cls, kwargs), passes = ATTACKS[args.worker]
     atk = getattr(torchattacks, cls)(model, **kwargs)
     t0 = time.perf_counter()
@@ -96,7 +68,7 @@ def worker(args):
 
 
 def default_model(tmp, env):
-    found = sorted(glob.glob(os.path.join(cache_dir(), "models", "lenet-mnist-s0-e6-*.safetensors")), key=os.path.getmtime)
+    found = sorted(glob.glob(os.path.join(peer.cache_dir(), "models", "lenet-mnist-s0-e6-*.safetensors")), key=os.path.getmtime)
     if found:
         return found[-1]
     path = os.path.join(tmp, "lenet.safetensors")
@@ -166,7 +138,7 @@ if __name__ == "__main__":
     p.add_argument("--save", help=argparse.SUPPRESS)
     a = p.parse_args()
     if not a.inside:
-        reexec()
+        peer.reexec(__file__, peer.TORCH + peer.TORCHATTACKS, peer.TORCHATTACKS_NO_DEPS)
     if a.worker:
         worker(a)
     else:

@@ -9,10 +9,12 @@ Needs target/release/advdet (make build). Prints a markdown table of best-of-N w
   - the metric alone, data in memory: advdet's own timing of the AUROC (and of all six metrics) vs the roc_auc_score
     call.
 """
-import argparse, json, os, re, subprocess, sys, tempfile, time, venv
+import argparse, json, os, re, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ADVDET = os.path.join(HERE, "..", "..", "target", "release", "advdet")
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+import peer  # noqa: E402
 SKLEARN_FILE = """
 import sys, time, numpy as np
 from sklearn.metrics import roc_auc_score
@@ -21,15 +23,6 @@ print(roc_auc_score(d[:, 0] > 0.5, d[:, 1]))
 """
 
 
-def reexec():
-    py = os.environ.get("ADVDET_REF_PYTHON")
-    if py:
-        sys.exit(subprocess.call([py, __file__, "--inside"] + sys.argv[1:]))
-    with tempfile.TemporaryDirectory() as tmp:
-        venv.create(tmp, with_pip=True)
-        vpy = os.path.join(tmp, "bin", "python")
-        subprocess.check_call([vpy, "-m", "pip", "install", "-q", "scikit-learn", "numpy"])
-        sys.exit(subprocess.call([vpy, __file__, "--inside"] + sys.argv[1:]))
 
 
 def best_of(repeats, fn):
@@ -89,5 +82,5 @@ if __name__ == "__main__":
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if not a.inside:
-        reexec()
+        peer.reexec(__file__, ["scikit-learn", "numpy"])
     main(a)

@@ -5,41 +5,22 @@ batch size, optimiser (Adam, lr 1e-3), data order source and thread count, on th
 Without ADVDET_REF_PYTHON it creates a throwaway venv with torch==2.11.0. Needs target/release/advdet (make build) and
 MNIST in the data cache (make data).
 """
-import argparse, os, subprocess, sys, tempfile, time, venv
+import argparse, os, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
+import peer  # noqa: E402
 
 
-def reexec():
-    py = os.environ.get("ADVDET_REF_PYTHON")
-    if py:
-        sys.exit(subprocess.call([py, __file__, "--inside"] + sys.argv[1:]))
-    with tempfile.TemporaryDirectory() as tmp:
-        venv.create(tmp, with_pip=True)
-        vpy = os.path.join(tmp, "bin", "python")
-        subprocess.check_call([vpy, "-m", "pip", "install", "-q", "torch==2.11.0", "numpy"])
-        sys.exit(subprocess.call([vpy, __file__, "--inside"] + sys.argv[1:]))
 
-
-def load_mnist_train():
-    import numpy as np, torch
-    root = os.environ.get("ADVDET_DATA_DIR") or os.path.join(
-        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "advdet"), "data")
-    d = os.path.join(root, "mnist")
-    img = np.frombuffer(open(os.path.join(d, "train-images-idx3-ubyte"), "rb").read(), np.uint8, offset=16)
-    lab = np.frombuffer(open(os.path.join(d, "train-labels-idx1-ubyte"), "rb").read(), np.uint8, offset=8)
-    x = torch.from_numpy(img.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
-    return x, torch.from_numpy(lab.astype(np.int64))
 
 
 def main(args):
     import torch
-    sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
     from models import LeNet
     torch.set_num_threads(args.threads)
-    x, y = load_mnist_train()
+    x, y = peer.mnist("train")
     torch.manual_seed(0)
     model = LeNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -77,4 +58,4 @@ if __name__ == "__main__":
         main(p.parse_args())
     else:
         p.parse_args()
-        reexec()
+        peer.reexec(__file__, ["torch==2.11.0", "numpy"])

@@ -13,22 +13,13 @@ Carlini & Wagner's code (and advdet) shrink by 0.999999 first. The script also r
 change, to separate it from the rest. The python needs torch==2.11.0, torchattacks==3.5.1 (--no-deps, plus scipy,
 tqdm, requests) and safetensors; without ADVDET_REF_PYTHON a throwaway venv is created.
 """
-import os, subprocess, sys, tempfile, venv
+import os, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import peer  # noqa: E402
 
 
-def reexec():
-    py = os.environ.get("ADVDET_REF_PYTHON")
-    if py:
-        sys.exit(subprocess.call([py, __file__, "--inside"] + sys.argv[1:]))
-    with tempfile.TemporaryDirectory() as tmp:
-        venv.create(tmp, with_pip=True)
-        vpy = os.path.join(tmp, "bin", "python")
-        pip = [vpy, "-m", "pip", "install", "-q"]
-        subprocess.check_call(pip + ["torch==2.11.0", "safetensors", "numpy", "scipy", "tqdm", "requests"])
-        subprocess.check_call(pip + ["--no-deps", "torchattacks==3.5.1"])
-        sys.exit(subprocess.call([vpy, __file__, "--inside"] + sys.argv[1:]))
 
 
 def stats(model, clean, adv, labels):
@@ -86,4 +77,4 @@ if __name__ == "__main__":
         args = [a for a in sys.argv[1:] if a != "--inside"]
         sys.exit(main(*args))
     else:
-        reexec()
+        peer.reexec(__file__, peer.TORCH + peer.TORCHATTACKS, peer.TORCHATTACKS_NO_DEPS)

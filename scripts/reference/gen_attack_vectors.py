@@ -8,11 +8,13 @@ The python needs torch==2.11.0 (the libtorch advdet links), torchattacks==3.5.1 
 scipy, tqdm and requests, which it imports), safetensors and numpy. Without ADVDET_REF_PYTHON a throwaway venv is
 created and those are installed into it (torch pulls about 2.7 GB).
 """
-import json, os, subprocess, sys, tempfile, venv
+import json, os, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 OUT = os.path.join(ROOT, "tests", "fixtures", "attacks")
+sys.path.insert(0, HERE)
+import peer  # noqa: E402
 
 # eps, alpha and steps chosen so the steps matter (an eps-ball large enough to change predictions, several steps
 # that hit the projection)
@@ -28,41 +30,15 @@ PARAMS = {
 }
 
 
-def reexec():
-    py = os.environ.get("ADVDET_REF_PYTHON")
-    if py:
-        sys.exit(subprocess.call([py, __file__, "--inside"]))
-    with tempfile.TemporaryDirectory() as tmp:
-        venv.create(tmp, with_pip=True)
-        vpy = os.path.join(tmp, "bin", "python")
-        pip = [vpy, "-m", "pip", "install", "-q"]
-        subprocess.check_call(pip + ["torch==2.11.0", "safetensors", "numpy", "scipy", "tqdm", "requests"])
-        subprocess.check_call(pip + ["--no-deps", "torchattacks==3.5.1"])
-        sys.exit(subprocess.call([vpy, __file__, "--inside"]))
 
 
-def mnist(split, n):
-    import gzip, numpy as np, torch
-    root = os.environ.get("ADVDET_DATA_DIR") or os.path.join(
-        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "advdet"), "data")
-    prefix = "train" if split == "train" else "t10k"
-
-    def read(name, offset):
-        path = os.path.join(root, "mnist", name)
-        data = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
-        return np.frombuffer(data, dtype=np.uint8, offset=offset)
-
-    pix = read(f"{prefix}-images-idx3-ubyte", 16)[: n * 784].reshape(n, 1, 28, 28)
-    lab = read(f"{prefix}-labels-idx1-ubyte", 8)[:n]
-    return torch.from_numpy(pix.astype(np.float32) / 255.0), torch.from_numpy(lab.astype(np.int64))
 
 
 def small_lenet():
     import torch
     from models import LeNet
     torch.manual_seed(0)
-    xs, ys = mnist("train", 2048)
+    xs, ys = peer.mnist("train", 2048)
     model = LeNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
@@ -87,7 +63,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     model = small_lenet()
     save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, os.path.join(OUT, "lenet_small.safetensors"))
-    images, labels = mnist("test", 8)
+    images, labels = peer.mnist("test", 8)
     targets = (labels + 1) % 10
     tensors = {"images": images, "labels": labels, "targets": targets}
     for key, p in PARAMS.items():
@@ -122,4 +98,4 @@ if __name__ == "__main__":
     if "--inside" in sys.argv:
         main()
     else:
-        reexec()
+        peer.reexec(__file__, peer.TORCH + peer.TORCHATTACKS, peer.TORCHATTACKS_NO_DEPS)

@@ -5,33 +5,16 @@ models.py, so tests can check that advdet loads PyTorch weights and computes the
     ADVDET_REF_PYTHON=/path/to/python-with-torch python3 scripts/reference/gen_model_vectors.py
 Without ADVDET_REF_PYTHON it creates a throwaway venv and installs torch==2.11.0 and safetensors into it (about 2.7 GB).
 """
-import os, subprocess, sys, tempfile, venv
+import os, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 OUT = os.path.join(ROOT, "tests", "fixtures", "models")
+sys.path.insert(0, HERE)
+import peer  # noqa: E402
 
 
-def reexec():
-    py = os.environ.get("ADVDET_REF_PYTHON")
-    if py:
-        sys.exit(subprocess.call([py, __file__, "--inside"]))
-    with tempfile.TemporaryDirectory() as tmp:
-        venv.create(tmp, with_pip=True)
-        vpy = os.path.join(tmp, "bin", "python")
-        subprocess.check_call([vpy, "-m", "pip", "install", "-q", "torch==2.11.0", "safetensors", "numpy"])
-        sys.exit(subprocess.call([vpy, __file__, "--inside"]))
 
-
-def mnist_images(n):
-    import gzip, numpy as np, torch
-    root = os.environ.get("ADVDET_DATA_DIR") or os.path.join(
-        os.environ.get("ADVDET_CACHE_DIR") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "advdet"), "data")
-    path = os.path.join(root, "mnist", "t10k-images-idx3-ubyte")
-    data = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
-    pix = np.frombuffer(data, dtype=np.uint8, offset=16)[: n * 784].reshape(n, 1, 28, 28)
-    return torch.from_numpy(pix.astype(np.float32) / 255.0)
 
 
 def cifar_images(n):
@@ -61,7 +44,7 @@ def main():
                 if p.is_floating_point():
                     p.copy_(p.half().float())
         model.eval()
-        x = mnist_images(8) if name == "lenet" else cifar_images(8)
+        x = peer.mnist("test", 8)[0] if name == "lenet" else cifar_images(8)
         with torch.no_grad():
             logits = model(x)
         state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
@@ -74,4 +57,4 @@ if __name__ == "__main__":
     if "--inside" in sys.argv:
         main()
     else:
-        reexec()
+        peer.reexec(__file__, peer.TORCH)
