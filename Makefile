@@ -5,7 +5,7 @@ BIN := target/release/advdet
 # Where a GPU host's own PyTorch 2.11.0 keeps libtorch (rpath of the portable cuda-mode binary).
 GPU_TORCH_LIB ?= /opt/torch/.venv/lib/python3.12/site-packages/torch/lib
 
-.PHONY: build data run smoke test bench bench-cuda compare build-cuda build-cuda-portable clean-cache
+.PHONY: build data run smoke baseline test bench bench-cuda compare build-cuda build-cuda-portable clean-cache
 
 build:
 	$(CARGO) build --release --locked
@@ -17,14 +17,28 @@ data: build
 run: data
 	$(BIN) run attacks/mnist.toml
 
+# The check fails only on what it flags (beyond the tolerance and the baseline's interval); the cmp line says whether
+# this machine reproduced the baseline's bytes, as the reproducible CPU mode promises on any x86-64 with AVX2.
+SAME_BYTES := cmp -s reports/smoke/results.csv reports/baselines/smoke.csv \
+	&& echo "results.csv is byte-identical to reports/baselines/smoke.csv" \
+	|| echo "note: results.csv differs from the bytes of reports/baselines/smoke.csv (another CPU mode or advdet version?)"
+
 smoke: data
 	$(BIN) run attacks/smoke.toml
 	$(BIN) check reports/smoke/results.csv --baseline reports/baselines/smoke.csv
+	@$(SAME_BYTES)
+
+# a new smoke baseline from a fresh reproducible-mode run: results and manifest side by side
+baseline: data
+	$(BIN) run attacks/smoke.toml --fresh --cpu-mode reproducible
+	cp reports/smoke/results.csv reports/baselines/smoke.csv
+	cp reports/smoke/manifest.json reports/baselines/smoke.manifest.json
 
 test: data
 	$(CARGO) test --release --locked
 	$(BIN) run attacks/smoke.toml
 	$(BIN) check reports/smoke/results.csv --baseline reports/baselines/smoke.csv
+	@$(SAME_BYTES)
 
 # The peers (PyTorch, torchattacks, scikit-learn) go into one throwaway venv under target/ (about 2.7 GB), marked ready
 # only once every install finished; set ADVDET_REF_PYTHON to use a python that already has them.

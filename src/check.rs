@@ -1,6 +1,12 @@
 //! Regression check of a suite's results.csv against a committed baseline (the detection rates of the full-model and
-//! class-subnetwork detectors of Wang, Su, Zhang, Hu, arXiv 1910.02673): rows are matched on their key columns and a
-//! metric that fell by more than the tolerance, or a row present on one side only, is a regression.
+//! class-subnetwork detectors of Wang, Su, Zhang, Hu, arXiv 1910.02673): rows are matched on their key columns; a row
+//! present on one side only is a regression, and so is a metric that fell by more than the tolerance *and* whose 95%
+//! bootstrap interval lies wholly below the baseline's (`<metric>_lo`, `<metric>_hi`; results without interval
+//! columns: whose value lies below the baseline's interval). Non-overlapping intervals, not the result's point value
+//! against the baseline's interval, because the noise to let through is a differently trained model's (another CPU,
+//! the native mode, a GPU), which moved subnet-mode AUROCs on the smoke suite by up to 0.032, beyond the baseline's
+//! own interval, while the intervals still overlapped. A baseline without interval columns falls back to the tolerance
+//! alone, with a warning.
 use crate::error::{Error, Result};
 use crate::report::tables::KEY_COLUMNS;
 use polars::prelude::*;
@@ -41,6 +47,10 @@ pub struct CheckReport {
     /// Rows present in both files.
     pub compared_rows: usize,
     pub regressions: Vec<Regression>,
+    /// Falls beyond the tolerance that stay inside the baseline's interval: noise, reported but not failed.
+    pub within_interval: Vec<Regression>,
+    /// What the check could not do as asked (an old baseline without interval columns, rows without an interval).
+    pub warnings: Vec<String>,
 }
 
 impl CheckReport {
@@ -50,31 +60,49 @@ impl CheckReport {
 
     /// The regressions as an aligned text table.
     pub fn table(&self) -> String {
-        let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |x| format!("{x:.4}"));
-        let rows: Vec<[String; 5]> = self
-            .regressions
-            .iter()
-            .map(|r| [r.key.clone(), r.metric.clone(), fmt(r.baseline), fmt(r.result), r.problem.clone()])
-            .collect();
-        let head = ["row", "metric", "baseline", "result", "problem"].map(String::from);
-        let widths: Vec<usize> =
-            (0..5).map(|c| rows.iter().chain([&head]).map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-        let line = |r: &[String; 5]| {
-            let cells: Vec<String> = r.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();
-            cells.join("  ").trim_end().to_string() + "\n"
-        };
-        let mut s = line(&head);
-        for r in &rows {
-            s += &line(r);
-        }
-        s
+        table_of(&self.regressions)
+    }
+
+    /// The falls beyond the tolerance that stayed inside the baseline's interval, as an aligned text table.
+    pub fn within_interval_table(&self) -> String {
+        table_of(&self.within_interval)
     }
 }
 
-/// A results table read as text: key -> (line, metric -> value).
+fn table_of(regressions: &[Regression]) -> String {
+    let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |x| format!("{x:.4}"));
+    let rows: Vec<[String; 5]> = regressions
+        .iter()
+        .map(|r| [r.key.clone(), r.metric.clone(), fmt(r.baseline), fmt(r.result), r.problem.clone()])
+        .collect();
+    let head = ["row", "metric", "baseline", "result", "problem"].map(String::from);
+    let widths: Vec<usize> =
+        (0..5).map(|c| rows.iter().chain([&head]).map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let line = |r: &[String; 5]| {
+        let cells: Vec<String> = r.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();
+        cells.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut s = line(&head);
+    for r in &rows {
+        s += &line(r);
+    }
+    s
+}
+
+/// One metric of one row: its value and, where the file has them, its interval bounds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cell {
+    value: Option<f64>,
+    lo: Option<f64>,
+    hi: Option<f64>,
+}
+
+/// A results table read as text: key -> (line, metric -> cell); `intervals` names the metrics that have both
+/// interval columns.
 struct Table {
     path: PathBuf,
-    rows: BTreeMap<String, (usize, BTreeMap<String, Option<f64>>)>,
+    rows: BTreeMap<String, (usize, BTreeMap<String, Cell>)>,
+    intervals: Vec<String>,
 }
 
 fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
@@ -108,6 +136,37 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
     };
     let keys: Vec<Vec<Option<String>>> = KEY_COLUMNS.iter().map(|k| text(k)).collect::<Result<_>>()?;
     let values: Vec<Vec<Option<String>>> = metrics.iter().map(|m| text(m)).collect::<Result<_>>()?;
+    let has = |c: &str| names.iter().any(|n| n == c);
+    let mut intervals = Vec::new();
+    let mut bounds: Vec<Option<(Vec<Option<String>>, Vec<Option<String>>)>> = Vec::new();
+    for m in metrics {
+        let (lo, hi) = (format!("{m}_lo"), format!("{m}_hi"));
+        bounds.push(match (has(&lo), has(&hi)) {
+            (true, true) => {
+                intervals.push(m.clone());
+                Some((text(&lo)?, text(&hi)?))
+            }
+            (false, false) => None,
+            _ => {
+                let absent = if has(&lo) { hi } else { lo };
+                return Err(Error::format(
+                    path,
+                    format!("line 1: column {absent} missing: an interval needs both its bounds (or neither)"),
+                ));
+            }
+        });
+    }
+    let number = |m: &str, line: usize, v: Option<&str>| -> Result<Option<f64>> {
+        match v.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(s) => {
+                let x: f64 = s
+                    .parse()
+                    .map_err(|_| Error::format(path, format!("line {line}: column {m}: `{s}` is not a number")))?;
+                Ok(Some(x).filter(|x| !x.is_nan()))
+            }
+        }
+    };
     let mut rows = BTreeMap::new();
     for i in 0..df.height() {
         let line = i + 2;
@@ -115,17 +174,21 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
             KEY_COLUMNS.iter().zip(&keys).map(|(k, col)| format!("{k}={}", col[i].as_deref().unwrap_or(""))).collect();
         let key = key.join(" ");
         let mut vals = BTreeMap::new();
-        for (m, col) in metrics.iter().zip(&values) {
-            let v = match col[i].as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(s) => {
-                    let x: f64 = s
-                        .parse()
-                        .map_err(|_| Error::format(path, format!("line {line}: column {m}: `{s}` is not a number")))?;
-                    Some(x).filter(|x| !x.is_nan())
+        for ((m, col), b) in metrics.iter().zip(&values).zip(&bounds) {
+            let mut cell = Cell { value: number(m, line, col[i].as_deref())?, ..Cell::default() };
+            if let Some((lo, hi)) = b {
+                cell.lo = number(&format!("{m}_lo"), line, lo[i].as_deref())?;
+                cell.hi = number(&format!("{m}_hi"), line, hi[i].as_deref())?;
+                if let (Some(l), Some(v), Some(h)) = (cell.lo, cell.value, cell.hi) {
+                    if !(l <= v && v <= h) {
+                        return Err(Error::format(
+                            path,
+                            format!("line {line}: {m} = {v} lies outside its own interval [{l}, {h}]"),
+                        ));
+                    }
                 }
-            };
-            vals.insert(m.clone(), v);
+            }
+            vals.insert(m.clone(), cell);
         }
         if let Some((first, _)) = rows.insert(key.clone(), (line, vals)) {
             return Err(Error::format(path, format!("line {line}: duplicate row key ({key}), first on line {first}")));
@@ -134,7 +197,52 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
     if rows.is_empty() {
         return Err(Error::format(path, "no data rows"));
     }
-    Ok(Table { path: path.to_path_buf(), rows })
+    Ok(Table { path: path.to_path_buf(), rows, intervals })
+}
+
+/// The manifest written beside a results file (`DIR/manifest.json` for `DIR/results.csv`) or a baseline
+/// (`NAME.manifest.json` for `NAME.csv`), if there is one.
+pub fn manifest_path(csv: &Path) -> Option<PathBuf> {
+    let beside = csv.with_file_name("manifest.json");
+    let named = csv.with_extension("manifest.json");
+    [named, beside].into_iter().find(|p| p.is_file())
+}
+
+/// Where both files have a manifest: a different suite is an error; a different CPU mode or set of pins is a warning
+/// (the results cannot be expected to equal the baseline then, only to stay within its noise).
+fn compare_manifests(results: &Path, baseline: &Path) -> Result<Vec<String>> {
+    let (Some(rm), Some(bm)) = (manifest_path(results), manifest_path(baseline)) else { return Ok(Vec::new()) };
+    let read = |p: &Path| -> Result<serde_json::Value> {
+        let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::format(p, format!("not a manifest: {e}")))
+    };
+    let (r, b) = (read(&rm)?, read(&bm)?);
+    if r["suite"] != b["suite"] {
+        return Err(Error::format(
+            baseline,
+            format!(
+                "is the baseline of suite {} ({}), the results come from suite {} ({})",
+                b["suite"],
+                bm.display(),
+                r["suite"],
+                rm.display()
+            ),
+        ));
+    }
+    let mut warnings = Vec::new();
+    if r["cpu"]["mode"] != b["cpu"]["mode"] || r["cpu"]["pinned"] != b["cpu"]["pinned"] {
+        warnings.push(format!(
+            "the results were computed in CPU mode {} on {} {}, the baseline in mode {} on {} {}: expect noise, \
+             not equality",
+            r["cpu"]["mode"],
+            r["cpu"]["host_vendor"],
+            r["cpu"]["host_isa"],
+            b["cpu"]["mode"],
+            b["cpu"]["host_vendor"],
+            b["cpu"]["host_isa"]
+        ));
+    }
+    Ok(warnings)
 }
 
 /// Compares `results` with `baseline` (both CSV files with the key columns and the metric columns).
@@ -151,6 +259,7 @@ pub fn check(results: &Path, baseline: &Path, cfg: &CheckConfig) -> Result<Check
     }
     let res = read_table(results, &cfg.metrics)?;
     let base = read_table(baseline, &cfg.metrics)?;
+    let mut warnings = compare_manifests(results, baseline)?;
     let common = res.rows.keys().filter(|k| base.rows.contains_key(*k)).count();
     if common == 0 {
         let example = |t: &Table| t.rows.keys().next().cloned().unwrap_or_default();
@@ -164,7 +273,18 @@ pub fn check(results: &Path, baseline: &Path, cfg: &CheckConfig) -> Result<Check
             ),
         ));
     }
+    let without: Vec<&str> = cfg.metrics.iter().filter(|m| !base.intervals.contains(m)).map(String::as_str).collect();
+    if !without.is_empty() {
+        warnings.push(format!(
+            "{} has no interval columns for {} (an older baseline?): those metrics are checked against the \
+             tolerance alone; regenerate the baseline with advdet run to make the check noise-aware",
+            base.path.display(),
+            without.join(", ")
+        ));
+    }
     let mut regressions = Vec::new();
+    let mut within_interval = Vec::new();
+    let mut rows_without_interval = 0usize;
     for (key, (bline, bvals)) in &base.rows {
         let Some((_, rvals)) = res.rows.get(key) else {
             regressions.push(Regression {
@@ -177,22 +297,67 @@ pub fn check(results: &Path, baseline: &Path, cfg: &CheckConfig) -> Result<Check
             continue;
         };
         for m in &cfg.metrics {
-            let (b, r) = (bvals[m], rvals[m]);
-            let problem = match (b, r) {
-                (None, _) => None,
-                (Some(_), None) => Some("undefined in the results".to_string()),
-                (Some(b), Some(r)) if lower_is_better(m) && r > b + cfg.tolerance => {
-                    Some(format!("rose by {:.4} (> {})", r - b, cfg.tolerance))
-                }
-                (Some(b), Some(r)) if !lower_is_better(m) && r < b - cfg.tolerance => {
-                    Some(format!("fell by {:.4} (> {})", b - r, cfg.tolerance))
-                }
-                _ => None,
+            let (b, r) = (bvals[m], rvals[m].value);
+            let Some(bv) = b.value else { continue };
+            let Some(r) = r else {
+                regressions.push(Regression {
+                    key: key.clone(),
+                    metric: m.clone(),
+                    baseline: Some(bv),
+                    result: None,
+                    problem: "undefined in the results".to_string(),
+                });
+                continue;
             };
-            if let Some(problem) = problem {
-                regressions.push(Regression { key: key.clone(), metric: m.clone(), baseline: b, result: r, problem });
+            let lower = lower_is_better(m);
+            let change = if lower { r - bv } else { bv - r };
+            if change <= cfg.tolerance {
+                continue;
+            }
+            let verb = if lower { "rose" } else { "fell" };
+            // The side a regression moves to: the baseline's interval edge there, and the result's own opposite edge
+            // (its point value where the results have no interval).
+            let (edge, near) = if lower { (b.hi, rvals[m].lo.unwrap_or(r)) } else { (b.lo, rvals[m].hi.unwrap_or(r)) };
+            let regression = Regression {
+                key: key.clone(),
+                metric: m.clone(),
+                baseline: Some(bv),
+                result: Some(r),
+                problem: String::new(),
+            };
+            let interval = format!("[{:.4}, {:.4}]", b.lo.unwrap_or(f64::NAN), b.hi.unwrap_or(f64::NAN));
+            match edge {
+                Some(edge) if (lower && near <= edge) || (!lower && near >= edge) => within_interval.push(Regression {
+                    problem: format!(
+                        "{verb} by {change:.4} (> {}) but the intervals overlap (baseline {interval})",
+                        cfg.tolerance
+                    ),
+                    ..regression
+                }),
+                Some(_) => regressions.push(Regression {
+                    problem: format!(
+                        "{verb} by {change:.4} (> {}), beyond the baseline's interval {interval}",
+                        cfg.tolerance
+                    ),
+                    ..regression
+                }),
+                None => {
+                    if base.intervals.contains(m) {
+                        rows_without_interval += 1;
+                    }
+                    regressions.push(Regression {
+                        problem: format!("{verb} by {change:.4} (> {})", cfg.tolerance),
+                        ..regression
+                    })
+                }
             }
         }
+    }
+    if rows_without_interval > 0 {
+        warnings.push(format!(
+            "{rows_without_interval} baseline value(s) with an empty interval (bootstrap = 0?) were checked against \
+             the tolerance alone"
+        ));
     }
     for (key, (rline, _)) in &res.rows {
         if !base.rows.contains_key(key) {
@@ -205,5 +370,5 @@ pub fn check(results: &Path, baseline: &Path, cfg: &CheckConfig) -> Result<Check
             });
         }
     }
-    Ok(CheckReport { compared_rows: common, regressions })
+    Ok(CheckReport { compared_rows: common, regressions, within_interval, warnings })
 }

@@ -39,9 +39,11 @@ impl DeviceChoice {
 }
 
 /// A short description of a device for reports.
-pub fn describe(device: Device) -> String {
+pub fn describe(device: Device, cpu: &crate::cpu::CpuNumerics) -> String {
     match device {
-        Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
+        Device::Cpu => {
+            format!("cpu ({} threads, {} mode, {} {})", tch::get_num_threads(), cpu.mode, cpu.host_vendor, cpu.host_isa)
+        }
         Device::Cuda(i) => format!("cuda:{i}"),
         other => format!("{other:?}"),
     }

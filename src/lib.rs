@@ -2,6 +2,7 @@
 //! (Wang, Su, Zhang, Hu, arXiv 1910.02673).
 pub mod attacks;
 pub mod check;
+pub mod cpu;
 pub mod data;
 pub mod detectors;
 pub mod device;

@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU kernels: `reproducible` (the default: pinned, the same bytes on any x86-64 machine with AVX2) or `native`
+    /// (libtorch's own choice for this processor: faster, reproducible on this machine only); overrides a suite's
+    /// `cpu_mode`
+    #[arg(long, global = true, value_name = "MODE")]
+    cpu_mode: Option<advdet::cpu::CpuMode>,
 }
 
 #[derive(Subcommand)]
@@ -42,8 +47,19 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // The commands that run tensors fix the CPU numerics first (`run` once it has read the suite's own choice).
+    let computes = matches!(
+        cli.command,
+        Command::Train(_) | Command::Eval(_) | Command::Extract(_) | Command::Detect(_) | Command::Attack(_)
+    );
+    if computes {
+        if let Err(err) = advdet::cpu::pin(cli.cpu_mode.unwrap_or_default()) {
+            eprintln!("error: {err}");
+            std::process::exit(2);
+        }
+    }
     let result = match cli.command {
-        Command::Run(a) => cli::run::run(a),
+        Command::Run(a) => cli::run::run(a, cli.cpu_mode),
         Command::Check(a) => cli::check::run(a),
         Command::Merge(a) => cli::merge::run(a),
         Command::Data(c) => cli::data::run(c),

@@ -50,14 +50,25 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// A key over everything that determines the trained weights.
-    pub fn cache_key(&self, data_hash: &str) -> String {
+    /// A key over everything that determines the trained weights, the numerics of the device included (the CPU mode
+    /// and its pins, or the host in native mode).
+    pub fn cache_key(&self, data_hash: &str, device: Device) -> String {
         let mut h = Sha256::new();
         h.update(serde_json::to_string(self).unwrap_or_default());
         h.update(data_hash);
         h.update(TRAINING_CODE_VERSION.to_le_bytes());
         h.update(tch_version());
+        h.update(numerics_tag(device));
         format!("{:x}", h.finalize())[..16].to_string()
+    }
+}
+
+/// What makes weights depend on the machine: `cuda`, or the CPU numerics of this process.
+pub fn numerics_tag(device: Device) -> String {
+    if device.is_cuda() {
+        "cuda".to_string()
+    } else {
+        crate::cpu::current().tag()
     }
 }
 
@@ -192,14 +203,19 @@ pub fn train_and_save(
 }
 
 /// The cached checkpoint for `cfg`, trained (once) when absent: `<cache>/models/<arch>-<dataset>-s<seed>-e<epochs>-<key>`.
+/// Where the model cache keeps the model `cfg` trains on the training set with sha256 `data_hash`.
+pub fn cached_model_path(cfg: &TrainConfig, data_hash: &str, device: Device) -> PathBuf {
+    let key = cfg.cache_key(data_hash, device);
+    data::cache_dir()
+        .join("models")
+        .join(format!("{}-{}-s{}-e{}-{key}.safetensors", cfg.arch, cfg.dataset, cfg.seed, cfg.epochs))
+}
+
 pub fn cached_model(cfg: &TrainConfig, data_dir: Option<&Path>, device: Device) -> Result<PathBuf> {
     cfg.validate()?;
     let train_ds = data::load(cfg.dataset, data_dir, Split::Train)?;
-    let key = cfg.cache_key(&train_ds.source_hash);
+    let path = cached_model_path(cfg, &train_ds.source_hash, device);
     drop(train_ds);
-    let path = data::cache_dir()
-        .join("models")
-        .join(format!("{}-{}-s{}-e{}-{key}.safetensors", cfg.arch, cfg.dataset, cfg.seed, cfg.epochs));
     let ready = |p: &Path| p.is_file() && checkpoint::sidecar_path(p).is_file();
     if ready(&path) {
         return Ok(path);

@@ -51,10 +51,13 @@ fn results_pass_against_themselves() -> TestResult {
 fn a_baseline_005_higher_is_a_regression() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let higher = tmp.path().join("higher.csv");
+    // The whole baseline 0.05 higher, interval included: every result lies below the baseline's interval.
     rewrite(&smoke(), &higher, |h, row| {
-        let i = col(h, "auroc");
-        if let Ok(v) = row[i].parse::<f64>() {
-            row[i] = format!("{:.6}", v + 0.05);
+        for c in ["auroc", "auroc_lo", "auroc_hi"] {
+            let i = col(h, c);
+            if let Ok(v) = row[i].parse::<f64>() {
+                row[i] = format!("{:.6}", v + 0.05);
+            }
         }
     })?;
     let (code, stdout, _) = check_cli(&smoke(), &higher, &[]);
@@ -76,9 +79,11 @@ fn lower_is_better_metrics_regress_upwards() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let lower = tmp.path().join("lower.csv");
     rewrite(&smoke(), &lower, |h, row| {
-        let i = col(h, "fpr_at_tpr_95");
-        if let Ok(v) = row[i].parse::<f64>() {
-            row[i] = format!("{:.6}", v - 0.1);
+        for c in ["fpr_at_tpr_95", "fpr_at_tpr_95_lo", "fpr_at_tpr_95_hi"] {
+            let i = col(h, c);
+            if let Ok(v) = row[i].parse::<f64>() {
+                row[i] = format!("{:.6}", v - 0.1);
+            }
         }
     })?;
     let cfg = CheckConfig { tolerance: 0.02, metrics: vec!["fpr_at_tpr_95".into()] };
@@ -138,5 +143,119 @@ fn bad_files_exit_2_naming_the_problem() -> TestResult {
     let (code, _, stderr) = check_cli(&tmp.path().join("absent.csv"), &smoke(), &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("absent.csv"), "{stderr}");
+    Ok(())
+}
+
+/// A hand-made results table: `(detector, auroc, auroc_lo, auroc_hi)` per row; the interval columns are left out
+/// when `intervals` is false (a baseline written before they existed).
+fn table(dir: &Path, name: &str, rows: &[(&str, f64, f64, f64)], intervals: bool) -> std::io::Result<PathBuf> {
+    let mut text = String::from("dataset,model,attack,params,detector,mode,protocol,auroc");
+    text += if intervals { ",auroc_lo,auroc_hi\n" } else { "\n" };
+    for (det, v, lo, hi) in rows {
+        text += &format!("mnist,lenet-s0-e6,fgsm,eps=0.1,{det},full,successful,{v}");
+        text += &if intervals { format!(",{lo},{hi}\n") } else { "\n".to_string() };
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+#[test]
+fn a_fall_beyond_the_tolerance_fails_only_outside_the_baselines_interval() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let base = table(tmp.path(), "base.csv", &[("msp", 0.90, 0.85, 0.94), ("kl", 0.80, 0.78, 0.82)], true)?;
+    // msp fell by 0.04 (> 0.02) but its interval overlaps [0.85, 0.94]: noise, passes and is listed.
+    let inside = table(tmp.path(), "inside.csv", &[("msp", 0.86, 0.81, 0.90), ("kl", 0.80, 0.78, 0.82)], true)?;
+    let report = check(&inside, &base, &CheckConfig::default())?;
+    assert!(report.passed(), "{}", report.table());
+    assert_eq!(report.within_interval.len(), 1);
+    assert!(report.within_interval[0].key.contains("detector=msp"));
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let (code, stdout, _) = check_cli(&inside, &base, &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("the intervals overlap (baseline [0.8500, 0.9400])"), "{stdout}");
+
+    // The value below the baseline's interval, the intervals still overlapping: noise too.
+    let below = table(tmp.path(), "below.csv", &[("msp", 0.90, 0.86, 0.94), ("kl", 0.77, 0.74, 0.79)], true)?;
+    assert!(check(&below, &base, &CheckConfig::default())?.passed());
+
+    // kl fell by 0.06 (> 0.02), its interval [0.70, 0.77] wholly below [0.78, 0.82]: a regression.
+    let outside = table(tmp.path(), "outside.csv", &[("msp", 0.90, 0.86, 0.94), ("kl", 0.74, 0.70, 0.77)], true)?;
+    let report = check(&outside, &base, &CheckConfig::default())?;
+    assert_eq!(report.regressions.len(), 1, "{}", report.table());
+    assert_eq!(report.regressions[0].metric, "auroc");
+    assert!(report.regressions[0].key.contains("detector=kl"));
+    assert!(report.regressions[0].problem.contains("beyond the baseline's interval"), "{}", report.table());
+    let (code, stdout, _) = check_cli(&outside, &base, &[]);
+    assert_eq!(code, 1, "{stdout}");
+
+    // Results without interval columns: their value against the baseline's interval.
+    let bare = table(tmp.path(), "bare.csv", &[("msp", 0.90, 0.0, 0.0), ("kl", 0.77, 0.0, 0.0)], false)?;
+    assert_eq!(check(&bare, &base, &CheckConfig::default())?.regressions.len(), 1);
+
+    // Disjoint intervals but a fall within the tolerance: not a regression either (both conditions must hold).
+    let wide = CheckConfig { tolerance: 0.07, ..CheckConfig::default() };
+    assert!(check(&outside, &base, &wide)?.passed());
+    Ok(())
+}
+
+#[test]
+fn an_old_baseline_without_intervals_falls_back_to_the_tolerance_with_a_warning() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let base = table(tmp.path(), "old.csv", &[("msp", 0.90, 0.0, 1.0), ("kl", 0.80, 0.0, 1.0)], false)?;
+    let res = table(tmp.path(), "res.csv", &[("msp", 0.86, 0.85, 0.94), ("kl", 0.80, 0.78, 0.82)], true)?;
+    let report = check(&res, &base, &CheckConfig::default())?;
+    assert_eq!(report.regressions.len(), 1, "a 0.04 fall with no interval to absorb it: {}", report.table());
+    assert!(report.warnings.iter().any(|w| w.contains("no interval columns for auroc")), "{:?}", report.warnings);
+    let (code, stdout, stderr) = check_cli(&res, &base, &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stderr.contains("warning:") && stderr.contains("tolerance alone"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn broken_interval_columns_exit_2() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let res = table(tmp.path(), "res.csv", &[("msp", 0.90, 0.85, 0.94)], true)?;
+    let half = tmp.path().join("half.csv");
+    std::fs::write(
+        &half,
+        "dataset,model,attack,params,detector,mode,protocol,auroc,auroc_lo\n\
+         mnist,lenet-s0-e6,fgsm,eps=0.1,msp,full,successful,0.9,0.85\n",
+    )?;
+    let (code, _, stderr) = check_cli(&res, &half, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("half.csv") && stderr.contains("auroc_hi missing"), "{stderr}");
+    let inverted = table(tmp.path(), "inverted.csv", &[("msp", 0.90, 0.95, 0.99)], true)?;
+    let (code, _, stderr) = check_cli(&res, &inverted, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("inverted.csv") && stderr.contains("outside its own interval"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_baseline_of_another_suite_exits_2() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (rdir, bdir) = (tmp.path().join("run"), tmp.path().join("baselines"));
+    std::fs::create_dir_all(&rdir)?;
+    std::fs::create_dir_all(&bdir)?;
+    let res = table(&rdir, "results.csv", &[("msp", 0.90, 0.85, 0.94)], true)?;
+    let base = table(&bdir, "smoke.csv", &[("msp", 0.90, 0.85, 0.94)], true)?;
+    let manifest = |suite: &str, mode: &str| {
+        format!(
+            r#"{{"suite": "{suite}", "cpu": {{"mode": "{mode}", "pinned": {{}}, "host_isa": "avx2", "host_vendor": "x"}}}}"#
+        )
+    };
+    std::fs::write(rdir.join("manifest.json"), manifest("smoke", "native"))?;
+    std::fs::write(bdir.join("smoke.manifest.json"), manifest("mnist", "reproducible"))?;
+    let (code, _, stderr) = check_cli(&res, &base, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("smoke.csv") && stderr.contains("baseline of suite \"mnist\""), "{stderr}");
+
+    // Same suite, other CPU mode: checked, with a warning that equality is not to be expected.
+    std::fs::write(bdir.join("smoke.manifest.json"), manifest("smoke", "reproducible"))?;
+    let (code, stdout, stderr) = check_cli(&res, &base, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("CPU mode \"native\"") && stderr.contains("expect noise"), "{stderr}");
     Ok(())
 }

@@ -8,8 +8,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 
-/// `ADVDET_BENCH_DEVICE` = cpu (default), cuda or auto.
+/// `ADVDET_BENCH_DEVICE` = cpu (default), cuda or auto. The CPU mode is set first, as advdet's commands do:
+/// `ADVDET_BENCH_CPU_MODE` = native (the default: libtorch's own kernels, as the peers in `make compare` run) or
+/// reproducible.
 pub fn device() -> Device {
+    let mode: advdet::cpu::CpuMode = std::env::var("ADVDET_BENCH_CPU_MODE")
+        .unwrap_or_else(|_| "native".into())
+        .parse()
+        .expect("ADVDET_BENCH_CPU_MODE");
+    advdet::cpu::pin(mode).expect("the CPU mode can be set");
     let choice: DeviceChoice =
         std::env::var("ADVDET_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into()).parse().expect("ADVDET_BENCH_DEVICE");
     choice.resolve().expect("ADVDET_BENCH_DEVICE names a device libtorch sees")

@@ -73,7 +73,7 @@ def default_model(tmp, env):
         return found[-1]
     path = os.path.join(tmp, "lenet.safetensors")
     print("no default LeNet in the model cache: training one epoch for the comparison", file=sys.stderr)
-    subprocess.run([ADVDET, "train", "--dataset", "mnist", "--epochs", "1", "--device", "cpu", "--out", path], env=env,
+    subprocess.run([ADVDET, "--cpu-mode", "native", "train", "--dataset", "mnist", "--epochs", "1", "--device", "cpu", "--out", path], env=env,
                    check=True, capture_output=True)
     return path
 
@@ -91,7 +91,7 @@ def main(args):
         for name, (adv_args, _, _) in ATTACKS.items():
             ours, theirs, ratio, their_ratio = [], [], [], []
             for r in range(args.repeats):
-                out = run([ADVDET, "attack", "--model", model, "--limit", str(args.n), "--batch-size", str(args.batch_size),
+                out = run([ADVDET, "--cpu-mode", "native", "attack", "--model", model, "--limit", str(args.n), "--batch-size", str(args.batch_size),
                            "--device", "cpu", "--bound", "--out", os.path.join(tmp, "advdet.safetensors")] + adv_args).stdout
                 ours.append(args.n / float(re.search(r"([\d.]+) images/s", out).group(1)))
                 ratio.append(float(re.search(r"attack time / bound ([\d.]+)", out).group(1)))

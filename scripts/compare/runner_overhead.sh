@@ -12,9 +12,9 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 bin=target/release/advdet
 # errors go to the terminal; progress bars and tables do not
-"$bin" run "$suite" --out "$out" > /dev/null 2> "$out/first.err" || { cat "$out/first.err" >&2; exit 2; } # warms the model cache
+"$bin" --cpu-mode native run "$suite" --out "$out" > /dev/null 2> "$out/first.err" || { cat "$out/first.err" >&2; exit 2; } # warms the model cache
 start=$(date +%s.%N)
-"$bin" run "$suite" --out "$out" --fresh > /dev/null 2> "$out/run.err" || { cat "$out/run.err" >&2; exit 2; }
+"$bin" --cpu-mode native run "$suite" --out "$out" --fresh > /dev/null 2> "$out/run.err" || { cat "$out/run.err" >&2; exit 2; }
 end=$(date +%s.%N)
 python3 - "$out" "$start" "$end" <<'PY'
 import glob, json, sys
@@ -27,7 +27,7 @@ print(f"warm run of suite {m['suite']} ({m['device']}): process wall {wall:.2f} 
 for s in m["stages"]:
     print(f"  {s['stage']:<9} {s['seconds']:7.2f} s")
 PY
-if command -v perf > /dev/null && perf record -q -F 499 -o "$out/perf.data" -- "$bin" run "$suite" --out "$out" --fresh > /dev/null 2> "$out/perf.err"; then
+if command -v perf > /dev/null && perf record -q -F 499 -o "$out/perf.data" -- "$bin" --cpu-mode native run "$suite" --out "$out" --fresh > /dev/null 2> "$out/perf.err"; then
     echo "CPU samples per shared object (perf, same run again):"
     perf report -i "$out/perf.data" --sort dso --stdio 2> /dev/null | grep -v '^#' | grep -v '^$' | head -10 || true
     echo "top symbols of advdet itself:"

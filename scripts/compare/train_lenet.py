@@ -37,7 +37,7 @@ def main(args):
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([os.path.join(ROOT, "target", "release", "advdet"), "train", "--dataset", "mnist", "--epochs", "1",
+        out = subprocess.run([os.path.join(ROOT, "target", "release", "advdet"), "--cpu-mode", "native", "train", "--dataset", "mnist", "--epochs", "1",
                               "--batch-size", str(args.batch_size), "--device", "cpu", "--out", os.path.join(tmp, "m.safetensors")],
                              env=env, check=True, capture_output=True, text=True).stdout
     # "trained in 9.6 s (6279 images/s); ..."

@@ -136,7 +136,7 @@ pub fn run(a: AttackArgs) -> Result<i32> {
         ds.len(),
         model.arch,
         a.split,
-        advdet::device::describe(device)
+        advdet::device::describe(device, &advdet::cpu::current())
     );
     let start = Instant::now();
     let adv = attacks::run_batched(attack.as_ref(), &model, &xs, &ys, a.batch_size)?;

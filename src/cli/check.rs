@@ -1,5 +1,5 @@
-//! `advdet check RESULTS --baseline FILE`: exit 0 when no metric fell by more than the tolerance, 1 when one did or a
-//! row is missing on either side, 2 on an error.
+//! `advdet check RESULTS --baseline FILE`: exit 0 when no metric fell by more than the tolerance and below the
+//! baseline's interval, 1 when one did or a row is missing on either side, 2 on an error.
 use advdet::check::{check, CheckConfig};
 use anyhow::Result;
 use clap::Args;
@@ -24,6 +24,16 @@ pub fn run(a: CheckArgs) -> Result<i32> {
     let results = if a.results.is_dir() { a.results.join("results.csv") } else { a.results };
     let cfg = CheckConfig { tolerance: a.tolerance, metrics: a.metric };
     let report = check(&results, &a.baseline, &cfg)?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !report.within_interval.is_empty() {
+        println!(
+            "{} change(s) beyond the tolerance but inside the baseline's 95% interval (noise, not failed):\n{}",
+            report.within_interval.len(),
+            report.within_interval_table()
+        );
+    }
     if report.passed() {
         println!(
             "ok: {} rows compared on {} (tolerance {}), no regression against {}",

@@ -92,7 +92,7 @@ pub fn run(a: ExtractArgs) -> Result<i32> {
         cfg.steps,
         cfg.images_per_class,
         cfg.seed,
-        advdet::device::describe(device)
+        advdet::device::describe(device, &advdet::cpu::current())
     );
     let ex = subnet::extract(&model, &train, &test, &cfg)?;
     let written = subnet::output::write_all(&ex, &a.out)?;

@@ -23,9 +23,10 @@ pub struct RunArgs {
     pub fresh: bool,
 }
 
-pub fn run(a: RunArgs) -> Result<i32> {
+pub fn run(a: RunArgs, cpu_mode: Option<advdet::cpu::CpuMode>) -> Result<i32> {
     let suite = suite::load(&a.suite)?;
-    let opts = RunOptions { out: a.out, device: a.device, shard: a.shard.unwrap_or_default(), fresh: a.fresh };
+    let opts =
+        RunOptions { out: a.out, device: a.device, shard: a.shard.unwrap_or_default(), fresh: a.fresh, cpu_mode };
     let summary = suite::run(&suite, &opts)?;
     print!("{}", suite::summary_text(&summary));
     Ok(0)

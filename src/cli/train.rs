@@ -52,7 +52,7 @@ pub fn run_train(a: TrainArgs) -> Result<i32> {
         cfg.batch_size,
         cfg.lr,
         cfg.seed,
-        advdet::device::describe(device)
+        advdet::device::describe(device, &advdet::cpu::current())
     );
     let (meta, report) = train::train_and_save(&cfg, a.data_dir.as_deref(), device, &out)?;
     println!(

@@ -19,6 +19,8 @@ pub struct Manifest {
     pub git_commit: String,
     pub libtorch_version: String,
     pub device: String,
+    /// The CPU mode, the host's ISA level and vendor, and the pinned settings.
+    pub cpu: crate::cpu::CpuNumerics,
     pub suite: String,
     pub suite_file: String,
     /// The shards this report was made from (`0/1` for an unsharded run).

@@ -199,7 +199,7 @@ pub fn extract(model: &Model, train: &Dataset, test: &Dataset, cfg: &ExtractConf
         config: cfg.clone(),
         arch: model.arch.to_string(),
         dataset: train.name.to_string(),
-        device: crate::device::describe(model.device()),
+        device: crate::device::describe(model.device(), &crate::cpu::current()),
         units: subnets.layout.units(),
         mean_kept_fraction: classes.iter().map(|c| c.kept_fraction).sum::<f64>() / n,
         layers,

@@ -65,17 +65,27 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeSummary> {
     let dir = out.join(&suite.suite);
     let subnets = dirs.iter().map(|d| d.join("subnets").join("subnets.safetensors")).find(|p| p.is_file());
     let tables = crate::suite::render::render(&dir, &suite, &jobs, subnets.as_deref())?;
-    if let Some(m) = merged_manifest(&suite, manifests) {
+    if let Some(m) = merged_manifest(&suite, manifests, dirs)? {
         m.write(&dir.join("manifest.json"))?;
     }
     Ok(MergeSummary { report_dir: dir, jobs: jobs.len(), tables })
 }
 
-/// The shards' manifests combined: stage counts and times summed, the shard list joined.
-fn merged_manifest(suite: &SuiteRecord, manifests: Vec<Manifest>) -> Option<Manifest> {
+/// The shards' manifests combined: stage counts and times summed, the shard list joined. Shards computed in different
+/// CPU modes are refused: their numbers would not be one reproducible report.
+fn merged_manifest(suite: &SuiteRecord, manifests: Vec<Manifest>, dirs: &[PathBuf]) -> Result<Option<Manifest>> {
     let mut it = manifests.into_iter();
-    let mut m = it.next()?;
+    let Some(mut m) = it.next() else { return Ok(None) };
     for other in it {
+        if other.cpu.mode != m.cpu.mode || other.cpu.pinned != m.cpu.pinned {
+            return Err(Error::format(
+                &dirs[0],
+                format!(
+                    "shards computed in different CPU modes ({} with {:?}, {} with {:?}); rerun them in one mode",
+                    m.cpu.mode, m.cpu.pinned, other.cpu.mode, other.cpu.pinned
+                ),
+            ));
+        }
         m.shards.extend(other.shards);
         m.wall_seconds += other.wall_seconds;
         for st in other.stages {
@@ -94,5 +104,5 @@ fn merged_manifest(suite: &SuiteRecord, manifests: Vec<Manifest>) -> Option<Mani
     }
     m.suite = suite.suite.clone();
     m.shards.sort();
-    Some(m)
+    Ok(Some(m))
 }

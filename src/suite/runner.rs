@@ -1,6 +1,7 @@
 //! `advdet run`: a suite from data to report for the full-model vs class-subnetwork detector comparison (Wang, Su,
 //! Zhang, Hu, arXiv 1910.02673): data -> model -> subnets -> attacks -> scores -> metrics -> report, every stage cached
 //! by the hash of its inputs, so a warm run recomputes nothing and a killed run resumes where it stopped.
+use crate::cpu::CpuMode;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::report::manifest::{git_commit, Manifest, StageTime};
@@ -25,11 +26,19 @@ pub struct RunOptions {
     pub shard: Shard,
     /// Drops the suite's stage cache first (the model cache is kept).
     pub fresh: bool,
+    /// Overrides the suite's `[suite] cpu_mode`.
+    pub cpu_mode: Option<CpuMode>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { out: PathBuf::from("reports"), device: None, shard: Shard::default(), fresh: false }
+        RunOptions {
+            out: PathBuf::from("reports"),
+            device: None,
+            shard: Shard::default(),
+            fresh: false,
+            cpu_mode: None,
+        }
     }
 }
 
@@ -62,12 +71,14 @@ pub fn report_dir(out: &Path, suite: &str, shard: Shard) -> PathBuf {
 
 pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     let wall = Instant::now();
+    // Before the first tensor operation: the kernels' code paths are fixed at libtorch's first use.
+    let numerics = crate::cpu::pin(opts.cpu_mode.or(suite.cpu_mode).unwrap_or_default())?.clone();
     let device = opts.device.or(suite.device).unwrap_or_default().resolve()?;
     let cache = Cache::new(opts.out.join(&suite.name).join("cache"));
     if opts.fresh {
         cache.clear()?;
     }
-    let mut ctx = Ctx { suite, cache, device, stats: BTreeMap::new() };
+    let mut ctx = Ctx { suite, cache, device, numerics: numerics.clone(), stats: BTreeMap::new() };
     let jobs: Vec<_> = suite.jobs.iter().filter(|j| opts.shard.owns(j.index)).collect();
     ctx.say(&format!(
         "{} of {} jobs (shard {}), {} detectors, on {}",
@@ -75,7 +86,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         suite.jobs.len(),
         opts.shard,
         suite.detectors.len(),
-        crate::device::describe(device)
+        crate::device::describe(device, &numerics)
     ));
 
     let mut data = data_stage(&mut ctx)?;
@@ -151,7 +162,8 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         advdet_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: git_commit(),
         libtorch_version: crate::train::tch_version().to_string(),
-        device: crate::device::describe(device),
+        device: crate::device::describe(device, &numerics),
+        cpu: numerics,
         suite: suite.name.clone(),
         suite_file: suite.path.display().to_string(),
         shards: vec![opts.shard.to_string()],

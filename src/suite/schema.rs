@@ -2,6 +2,7 @@
 //! (Wang, Su, Zhang, Hu, arXiv 1910.02673), validated before any tensor is touched; unknown keys are rejected with the
 //! file, key and line, and each `[[attack]]` eps list expands into one job per value.
 use crate::attacks::AttackSpec;
+use crate::cpu::CpuMode;
 use crate::data::DatasetName;
 use crate::detectors::{DetectorConfig, Mode};
 use crate::device::DeviceChoice;
@@ -38,6 +39,7 @@ struct SuiteSection {
     #[serde(default)]
     seed: u64,
     device: Option<DeviceChoice>,
+    cpu_mode: Option<CpuMode>,
     batch_size: Option<Spanned<usize>>,
 }
 
@@ -106,6 +108,8 @@ pub struct Suite {
     pub name: String,
     pub seed: u64,
     pub device: Option<DeviceChoice>,
+    /// `reproducible` (pinned CPU kernels, the default) or `native`; `--cpu-mode` overrides it.
+    pub cpu_mode: Option<CpuMode>,
     /// Images per batch for attacks and scoring.
     pub batch_size: usize,
     pub data: DataSpec,
@@ -192,6 +196,7 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
         name,
         seed,
         device: raw.suite.device,
+        cpu_mode: raw.suite.cpu_mode,
         batch_size,
         data,
         model,

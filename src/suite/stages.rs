@@ -21,6 +21,8 @@ pub struct Ctx<'a> {
     pub suite: &'a Suite,
     pub cache: Cache,
     pub device: Device,
+    /// The CPU numerics of this process (pinned or native): part of every CPU stage's cache key.
+    pub numerics: crate::cpu::CpuNumerics,
     pub stats: BTreeMap<&'static str, StageTime>,
 }
 
@@ -28,11 +30,12 @@ pub struct Ctx<'a> {
 pub const STAGES: [&str; 8] = ["data", "model", "subnets", "attacks", "fit", "scores", "metrics", "report"];
 
 impl<'a> Ctx<'a> {
-    pub fn device_kind(&self) -> &'static str {
+    /// What makes a stage's bytes depend on the machine: `cuda`, or the CPU mode with its pins (native: the host).
+    pub fn device_kind(&self) -> String {
         if self.device.is_cuda() {
-            "cuda"
+            "cuda".to_string()
         } else {
-            "cpu"
+            self.numerics.tag()
         }
     }
 
@@ -163,14 +166,7 @@ pub fn model_stage(ctx: &mut Ctx, data: &DataStage) -> Result<ModelStage> {
     let train_hash = &data.fit.source_hash;
     let (path, arch, label, computed) = match &ctx.suite.model {
         ModelSpec::Train(cfg) => {
-            let expected = data::cache_dir().join("models").join(format!(
-                "{}-{}-s{}-e{}-{}.safetensors",
-                cfg.arch,
-                cfg.dataset,
-                cfg.seed,
-                cfg.epochs,
-                cfg.cache_key(train_hash)
-            ));
+            let expected = train::cached_model_path(cfg, train_hash, ctx.device);
             let cached = expected.is_file() && checkpoint::sidecar_path(&expected).is_file();
             if !cached {
                 ctx.say(&format!(

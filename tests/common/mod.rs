@@ -5,6 +5,14 @@ use std::process::Command;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Every test process computes in advdet's default reproducible CPU mode, as the binary does, so that the models the
+/// tests train in-process are the ones the suites take from the model cache. It runs before main, so before libtorch's
+/// first kernel and before any test thread (`cpu::pin` must).
+#[ctor::ctor(unsafe)]
+fn pin_cpu_numerics() {
+    advdet::cpu::pin(advdet::cpu::CpuMode::Reproducible).expect("the reproducible CPU mode can be set");
+}
+
 /// The MNIST folder `make test` fetched into (the default data cache, or $ADVDET_DATA_DIR).
 pub fn mnist_dir() -> PathBuf {
     advdet::data::default_data_dir(advdet::data::DatasetName::Mnist)
