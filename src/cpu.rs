@@ -41,6 +41,8 @@ impl std::fmt::Display for CpuMode {
 pub const ATEN_CPU_CAPABILITY: &str = "avx2";
 /// MKL's conditional numerical reproducibility branch that gives the same results on Intel and non-Intel processors.
 pub const MKL_CBWR: &str = "COMPATIBLE";
+/// MKL may otherwise run a call on fewer threads than asked (its reproducibility conditions require this off).
+pub const MKL_DYNAMIC: &str = "FALSE";
 /// Intra-op threads: reductions over more than 32768 elements split their partial sums by thread count.
 pub const THREADS: i32 = 2;
 
@@ -53,20 +55,24 @@ pub struct CpuNumerics {
     pub host_vendor: String,
     /// Every setting the mode fixed, with its value (empty in native mode).
     pub pinned: BTreeMap<String, String>,
-    /// The variables of `KERNEL_ENV` the process was started with (the reproducible mode overrides two of them and
-    /// makes the others moot).
+    /// The variables of `KERNEL_ENV` the process was started with (the reproducible mode overrides ATEN_CPU_CAPABILITY,
+    /// MKL_CBWR, MKL_DYNAMIC and the thread counts, makes the oneDNN and MKL instruction caps moot, and refuses
+    /// OMP_DYNAMIC).
     pub environment: BTreeMap<String, String>,
     pub threads: i32,
 }
 
 /// Environment variables that change which CPU kernels libtorch, oneDNN and MKL run.
-pub const KERNEL_ENV: [&str; 7] = [
+pub const KERNEL_ENV: [&str; 10] = [
     "ATEN_CPU_CAPABILITY",
     "ONEDNN_MAX_CPU_ISA",
     "DNNL_MAX_CPU_ISA",
     "MKL_CBWR",
     "MKL_ENABLE_INSTRUCTIONS",
     "MKL_DEBUG_CPU_TYPE",
+    "MKL_DYNAMIC",
+    "MKL_NUM_THREADS",
+    "OMP_DYNAMIC",
     "OMP_NUM_THREADS",
 ];
 
@@ -129,7 +135,17 @@ pub fn pin(mode: CpuMode) -> Result<&'static CpuNumerics> {
                  run with --cpu-mode native (or `cpu_mode = \"native\"` in the suite), whose results hold on this machine only"
             )));
         }
-        let env = [("ATEN_CPU_CAPABILITY", ATEN_CPU_CAPABILITY), ("MKL_CBWR", MKL_CBWR)];
+        // OpenMP reads OMP_DYNAMIC when its library loads, before main: too late to override, so refuse it instead.
+        if let Some(v) = environment.get("OMP_DYNAMIC").filter(|v| !matches!(v.to_lowercase().as_str(), "false" | "0"))
+        {
+            return Err(Error::config(
+                "OMP_DYNAMIC",
+                v,
+                "lets OpenMP change the thread count between calls, which changes results; unset it or run with \
+                 --cpu-mode native",
+            ));
+        }
+        let env = [("ATEN_CPU_CAPABILITY", ATEN_CPU_CAPABILITY), ("MKL_CBWR", MKL_CBWR), ("MKL_DYNAMIC", MKL_DYNAMIC)];
         for (k, v) in env {
             // Called at start-up before any other thread runs (see the doc comment): nothing reads the environment
             // concurrently.

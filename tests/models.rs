@@ -34,6 +34,7 @@ fn pytorch_weights_load_and_give_the_same_logits() -> TestResult {
 
 #[test]
 fn gates_of_ones_give_exactly_the_ungated_logits() -> TestResult {
+    let _rng = common::global_rng();
     for arch in [Arch::Lenet, Arch::VggSmall, Arch::Resnet20] {
         tch::manual_seed(1);
         let model = Model::new(arch, Device::Cpu);
@@ -56,6 +57,7 @@ fn gates_of_ones_give_exactly_the_ungated_logits() -> TestResult {
 
 #[test]
 fn gate_layouts_cover_every_gateable_unit() {
+    let _rng = common::global_rng();
     let units = |a| Model::new(a, Device::Cpu).gate_layout().units();
     assert_eq!(units(Arch::Lenet), 20 + 50 + 500);
     assert_eq!(units(Arch::VggSmall), 64 + 64 + 128 + 128 + 256 + 256 + 256);
@@ -64,6 +66,7 @@ fn gate_layouts_cover_every_gateable_unit() {
 
 #[test]
 fn cifar_models_learn_on_real_cifar_images() -> TestResult {
+    let _rng = common::global_rng();
     let ds = Dataset::load(DatasetName::Cifar10, &fixtures().join("cifar10"), Split::Test)?;
     for arch in [Arch::VggSmall, Arch::Resnet20] {
         tch::manual_seed(0);
@@ -85,6 +88,7 @@ fn cifar_models_learn_on_real_cifar_images() -> TestResult {
 
 #[test]
 fn training_is_deterministic_for_a_seed() -> TestResult {
+    let _rng = common::global_rng();
     let ds = advdet::data::load(DatasetName::Mnist, None, Split::Train)?.limit(512);
     let mut cfg = TrainConfig::default_for(DatasetName::Mnist, Arch::Lenet);
     cfg.epochs = 1;

@@ -143,3 +143,24 @@ fn check_lets_through_a_native_run_under_another_isa_cap() -> TestResult {
     assert!(stderr.contains("expect noise"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn the_cpu_mode_is_fixed_per_process_and_recorded() -> TestResult {
+    // This test process was pinned before main (tests/common), as advdet's own commands are.
+    let numerics = advdet::cpu::pin(advdet::cpu::CpuMode::Reproducible)?;
+    assert_eq!(numerics.mode, advdet::cpu::CpuMode::Reproducible);
+    assert_eq!(numerics.threads, advdet::cpu::THREADS);
+    assert_eq!(tch::get_num_threads(), advdet::cpu::THREADS);
+    assert_eq!(std::env::var("MKL_CBWR")?, advdet::cpu::MKL_CBWR);
+    let tag = advdet::cpu::current().tag();
+    for part in ["reproducible", "ATEN_CPU_CAPABILITY=avx2", "MKL_CBWR=COMPATIBLE", "mkldnn=false", "nnpack=false"] {
+        assert!(tag.contains(part), "{part} not in {tag}");
+    }
+    let err = advdet::cpu::pin(advdet::cpu::CpuMode::Native).expect_err("a second mode in one process");
+    assert!(err.to_string().contains("fixed per process"), "{err}");
+
+    let (code, _, stderr) = run_advdet(&["eval", "--model", "x.safetensors", "--cpu-mode", "fast"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("fast") && stderr.contains("reproducible or native"), "{stderr}");
+    Ok(())
+}

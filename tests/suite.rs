@@ -64,6 +64,8 @@ fn schema_errors_name_file_key_and_line() {
     expect(&parse_err(&section), &["attacks/x.toml", "line 24", "metricz"]);
     let protocol = BASE.replace("bootstrap = 50", "bootstrap = 50\nprotocol = \"some\"");
     expect(&parse_err(&protocol), &["line 26", "metrics.protocol", "some"]);
+    let cpu_mode = BASE.replace("seed = 3\n", "seed = 3\ncpu_mode = \"fast\"\n");
+    expect(&parse_err(&cpu_mode), &["attacks/x.toml", "line 4", "fast", "reproducible", "native"]);
 }
 
 #[test]

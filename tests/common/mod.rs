@@ -36,11 +36,18 @@ pub fn run_advdet(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// libtorch's global random generator (weight initialisation, dropout, `manual_seed`) is one per process, and the tests
+/// of a file run on parallel threads: a test that seeds it and expects a fixed stream holds this lock, and so does every
+/// test that draws from it, or a neighbour's draws interleave with its own.
+pub fn global_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The default LeNet trained on full MNIST (6 epochs, seed 0), trained once and then taken from the model cache,
 /// the same checkpoint the suites use.
 pub fn lenet_mnist() -> PathBuf {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = global_rng();
     let cfg = advdet::train::TrainConfig::default_for(advdet::data::DatasetName::Mnist, advdet::models::Arch::Lenet);
     advdet::train::cached_model(&cfg, None, tch::Device::Cpu).expect("the default LeNet trains on MNIST")
 }
