@@ -295,6 +295,18 @@ fn detect_command_writes_scores_and_metrics_and_rejects_bad_input() -> TestResul
     let (code, _, err) =
         run(&["--adv", &p("adv.safetensors"), "--detectors", "msp,feature-squeeze", "--out", &p("bad")]);
     assert!(code == 2 && err.contains("feature-squeeze"), "{code} {err}");
+    // an empty set: a clear error, not libtorch's abort on the min of no values
+    let empty = Tensor::zeros([0, 1, 28, 28], (Kind::Float, Device::Cpu));
+    Tensor::write_safetensors(
+        &[
+            ("clean", empty.shallow_clone()),
+            ("adversarial", empty),
+            ("labels", Tensor::zeros([0], (Kind::Int64, Device::Cpu))),
+        ],
+        p("empty.safetensors"),
+    )?;
+    let (code, _, err) = run(&["--adv", &p("empty.safetensors"), "--detectors", "msp", "--out", &p("bad")]);
+    assert!(code == 2 && err.contains("empty.safetensors") && err.contains("holds no images"), "{code} {err}");
     assert!(!dir.path().join("bad").exists(), "nothing written on bad input");
     Ok(())
 }

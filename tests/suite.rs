@@ -86,6 +86,19 @@ fn every_shipped_suite_parses() -> TestResult {
         if path.extension().is_some_and(|e| e == "toml") {
             let s = schema::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             assert!(!s.jobs.is_empty());
+            // Every expanded job validates on its own, in order, and names a distinct (attack, params) row.
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, job) in s.jobs.iter().enumerate() {
+                assert_eq!(job.index, i, "{}", path.display());
+                job.attack.validate().map_err(|e| format!("{} job {i} ({}): {e}", path.display(), job.name))?;
+                assert!(
+                    seen.insert((job.name.clone(), job.params.clone())),
+                    "{}: {} {} twice",
+                    path.display(),
+                    job.name,
+                    job.params
+                );
+            }
         }
     }
     Ok(())

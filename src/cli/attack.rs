@@ -140,8 +140,8 @@ pub fn run(a: AttackArgs) -> Result<i32> {
     );
     let start = Instant::now();
     let adv = attacks::run_batched(attack.as_ref(), &model, &xs, &ys, a.batch_size)?;
-    if let Device::Cuda(_) = device {
-        tch::Cuda::synchronize(0);
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
     }
     let seconds = start.elapsed().as_secs_f64();
     let pred_clean = model.predict(&xs, a.batch_size);

@@ -148,6 +148,10 @@ fn load_sets(a: &DetectArgs, arch: Arch) -> Result<(Tensor, Tensor, Vec<i64>, Op
             )
             .into());
         }
+        // libtorch's min/max abort on an empty tensor: name the problem instead.
+        if s[0] == 0 {
+            return Err(Error::format(path, format!("{what} holds no images (shape {s:?})")).into());
+        }
         let (lo, hi) = (t.min().double_value(&[]), t.max().double_value(&[]));
         if !(lo >= 0.0 && hi <= 1.0) {
             return Err(Error::format(path, format!("{what} pixel values span [{lo}, {hi}], expected [0, 1]")).into());
