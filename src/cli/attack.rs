@@ -4,7 +4,6 @@
 use super::model_args::{Loaded, ModelArgs};
 use advdet::attacks::{self, AttackOutcome, AttackSpec, Norm};
 use advdet::data::{self, Split};
-use advdet::models::checkpoint;
 use advdet::subnet::Subnets;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -159,7 +158,7 @@ pub fn run(a: AttackArgs) -> Result<i32> {
     if let Some(t) = &targets {
         named.push(("targets", cpu(t)));
     }
-    checkpoint::write_atomic(&a.out, |tmp| {
+    advdet::io::write_atomic(&a.out, |tmp| {
         Tensor::write_safetensors(&named, tmp).map_err(|e| advdet::Error::format(&a.out, format!("cannot write: {e}")))
     })
     .with_context(|| format!("writing {}", a.out.display()))?;

@@ -4,7 +4,8 @@ use super::model_args::ModelArgs;
 use advdet::data::{self, Split};
 use advdet::detectors::{self, fit_split, protocol_sets, score_batched, Detector, DetectorConfig, Mode, ScoredSet};
 use advdet::metrics::{self, WithCi, METRIC_NAMES};
-use advdet::models::{checkpoint, Arch};
+use advdet::io::write_text;
+use advdet::models::Arch;
 use advdet::subnet::Subnets;
 use advdet::Error;
 use anyhow::Result;
@@ -274,6 +275,3 @@ fn metrics_row(
     Ok(())
 }
 
-fn write_text(path: &Path, text: &str) -> advdet::Result<()> {
-    checkpoint::write_atomic(path, |tmp| std::fs::write(tmp, text).map_err(|e| Error::io(tmp, e)))
-}

@@ -95,7 +95,8 @@ pub fn run(a: ExtractArgs) -> Result<i32> {
         advdet::device::describe(device, &advdet::cpu::current())
     );
     let ex = subnet::extract(&model, &train, &test, &cfg)?;
-    let written = subnet::output::write_all(&ex, &a.out)?;
+    let mut written = subnet::output::write_all(&ex, &a.out)?;
+    written.extend(advdet::report::heatmap::subnet_maps(&ex.summary.analysis, &a.out)?);
     let s = &ex.summary;
     println!(
         "extracted in {:.1} s (analysis {:.1} s): mean kept fraction {:.4}, largest own-class accuracy drop {:.2} points",

@@ -3,7 +3,7 @@
 //! so an interrupted fetch never leaves a half-filled data directory.
 use crate::data::DatasetName;
 use crate::error::{Error, Result};
-use sha2::{Digest, Sha256};
+use crate::io::sha256_file;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -91,14 +91,6 @@ fn download(src: &Source, work: &Path) -> Result<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == ext))
         .ok_or_else(|| Error::Command { cmd, problem: format!("no .{ext} archive appeared in {}", work.display()) })
-}
-
-/// sha256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
-    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// Verifies `archive` against the source's sha256, then unpacks its idx files into `dest` (atomically, by rename).

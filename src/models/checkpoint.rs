@@ -3,6 +3,7 @@
 use super::{Arch, Model};
 use crate::data::DatasetName;
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -24,22 +25,6 @@ pub struct ModelMeta {
 
 pub fn sidecar_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
-}
-
-/// Writes `path` atomically: the content goes to a temporary name in the same folder, then is renamed.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // keep the extension last: tch picks the format from it
-    let tmp =
-        path.with_file_name(format!(".{}.{}.tmp.{}", name, std::process::id(), name.rsplit('.').next().unwrap_or("")));
-    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Saves the weights (and the sidecar when `meta` is given), each atomically.

@@ -1,7 +1,7 @@
 //! Heatmap of a square class matrix (e.g. the class similarity of the subnetworks of Wang et al., arXiv 1910.02673),
 //! drawn with plotters as PNG or SVG (chosen by the file extension) and written atomically.
 use crate::error::{Error, Result};
-use crate::models::checkpoint::write_atomic;
+use crate::io::write_atomic;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -116,4 +116,24 @@ fn draw<DB: DrawingBackend>(
         root.draw(&Text::new(format!("{v:.1}"), (bx + 22, y), font(11).pos(p))).map_err(e)?;
     }
     Ok(())
+}
+
+/// The class-similarity heatmaps of a subnetwork extraction (Jaccard, cosine, cross-accuracy; PNG and SVG) next to its
+/// weights file `out`; returns the paths written.
+pub fn subnet_maps(a: &crate::subnet::analysis::Analysis, out: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let classes: Vec<String> = (0..a.kept_fraction.len()).map(|c| c.to_string()).collect();
+    let mut written = Vec::new();
+    let maps = [
+        ("jaccard", "Class similarity: Jaccard index of subnetwork masks", &a.jaccard),
+        ("cosine", "Class similarity: cosine of gate vectors", &a.cosine),
+        ("cross-accuracy", "Accuracy of subnetwork (row) on images of class (column)", &a.cross_accuracy),
+    ];
+    for (name, title, m) in maps {
+        for ext in ["png", "svg"] {
+            let path = crate::subnet::output::sibling(out, &format!("{name}.{ext}"));
+            heatmap(m, &classes, title, &path)?;
+            written.push(path);
+        }
+    }
+    Ok(written)
 }

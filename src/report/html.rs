@@ -2,7 +2,7 @@
 //! arXiv 1910.02673): the AUROC table, ROC plots, subnetwork heatmap and sparsity, all linked by relative paths.
 use crate::report::manifest::PROTOCOL_NOTE;
 use crate::report::tables::PaperTable;
-use crate::suite::records::{SubnetRecord, SuiteRecord};
+use crate::records::{SubnetRecord, SuiteRecord};
 
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")

@@ -37,7 +37,7 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::suite::cache::write_json(path, self)
+        crate::io::write_json(path, self)
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod heatmap;
 pub mod html;
 pub mod manifest;
+pub mod render;
 pub mod plot;
 pub mod tables;
 

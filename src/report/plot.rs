@@ -2,7 +2,7 @@
 //! full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673).
 use crate::error::Error;
 use crate::metrics::Roc;
-use crate::models::checkpoint::write_atomic;
+use crate::io::write_atomic;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;

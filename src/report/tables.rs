@@ -3,8 +3,8 @@
 //! params x detector x mode x protocol, and the paper-shaped AUROC table (rows: attacks; columns: detector x mode).
 use crate::error::{Error, Result};
 use crate::metrics::METRIC_NAMES;
-use crate::models::checkpoint::write_atomic;
-use crate::suite::records::{JobRecord, SubnetRecord, SuiteRecord};
+use crate::io::write_atomic;
+use crate::records::{JobRecord, SubnetRecord, SuiteRecord};
 use polars::prelude::*;
 use std::path::Path;
 
@@ -17,9 +17,9 @@ fn polars_err(path: &Path, e: PolarsError) -> Error {
 
 /// The results as a polars DataFrame, rows in job order, then detector, mode and protocol as recorded.
 pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFrame> {
-    let rows: Vec<(&JobRecord, &crate::suite::records::RowRecord)> =
+    let rows: Vec<(&JobRecord, &crate::records::RowRecord)> =
         jobs.iter().flat_map(|j| j.rows.iter().map(move |r| (j, r))).collect();
-    let text = |f: &dyn Fn(&JobRecord, &crate::suite::records::RowRecord) -> String| -> Vec<String> {
+    let text = |f: &dyn Fn(&JobRecord, &crate::records::RowRecord) -> String| -> Vec<String> {
         rows.iter().map(|(j, r)| f(j, r)).collect()
     };
     let mut cols = vec![
@@ -41,7 +41,7 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
         Column::new("n_neg".into(), rows.iter().map(|(_, r)| r.n_neg as u64).collect::<Vec<u64>>()),
     ];
     for m in METRIC_NAMES {
-        let get = |f: fn(&crate::suite::records::MetricValue) -> Option<f64>| -> Vec<Option<f64>> {
+        let get = |f: fn(&crate::records::MetricValue) -> Option<f64>| -> Vec<Option<f64>> {
             rows.iter().map(|(_, r)| r.metric(m).and_then(f)).collect()
         };
         cols.push(Column::new(m.into(), get(|v| v.point)));

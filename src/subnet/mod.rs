@@ -78,7 +78,7 @@ impl Subnets {
 
     /// Saves `gates` and `masks` tensors to a .safetensors file (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::models::checkpoint::write_atomic(path, |tmp| {
+        crate::io::write_atomic(path, |tmp| {
             Tensor::write_safetensors(
                 &[("gates", self.gates.to_device(Device::Cpu)), ("masks", self.masks.to_device(Device::Cpu))],
                 tmp,

@@ -1,9 +1,10 @@
 //! Files of a class-specific subnetwork extraction (Wang et al., arXiv 1910.02673): gates and masks, the JSON summary,
-//! the analysis tables as CSV and the class-similarity heatmaps, each written atomically next to the weights file.
+//! the analysis tables as CSV, each written atomically next to the weights file (`report::heatmap::subnet_maps` draws the
+//! class-similarity heatmaps beside them).
 use super::analysis::matrix_csv;
 use super::extract::Extraction;
 use crate::error::{Error, Result};
-use crate::models::checkpoint::write_atomic;
+use crate::io::write_text;
 use std::path::{Path, PathBuf};
 
 /// `out` with its extension replaced by `suffix` (`/d/css.safetensors` + `jaccard.csv` -> `/d/css.jaccard.csv`).
@@ -12,12 +13,8 @@ pub fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!("{stem}.{suffix}"))
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    write_atomic(path, |tmp| std::fs::write(tmp, text).map_err(|e| Error::io(tmp, e)))
-}
-
-/// Writes `out` (.safetensors with `gates` and `masks`), `out.json` (the summary) and the analysis next to it; returns
-/// every path written, `out` first.
+/// Writes `out` (.safetensors with `gates` and `masks`), `out.json` (the summary) and the analysis tables next to it;
+/// returns every path written, `out` first.
 pub fn write_all(ex: &Extraction, out: &Path) -> Result<Vec<PathBuf>> {
     if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         return Err(Error::config("out", out.display(), "must end in .safetensors"));
@@ -53,18 +50,6 @@ pub fn write_all(ex: &Extraction, out: &Path) -> Result<Vec<PathBuf>> {
         let path = sibling(out, suffix);
         write_text(&path, &matrix_csv(corner, &classes, cols, &m))?;
         written.push(path);
-    }
-    let maps = [
-        ("jaccard", "Class similarity: Jaccard index of subnetwork masks", &a.jaccard),
-        ("cosine", "Class similarity: cosine of gate vectors", &a.cosine),
-        ("cross-accuracy", "Accuracy of subnetwork (row) on images of class (column)", &a.cross_accuracy),
-    ];
-    for (name, title, m) in maps {
-        for ext in ["png", "svg"] {
-            let path = sibling(out, &format!("{name}.{ext}"));
-            crate::report::heatmap::heatmap(m, &classes, title, &path)?;
-            written.push(path);
-        }
     }
     Ok(written)
 }

@@ -1,10 +1,10 @@
 //! The stage cache of a suite run: one folder per stage instance, named by a hash of everything that determines its
 //! output, done exactly when its final `done.json` exists (the benchmark pipeline of Wang et al., arXiv 1910.02673).
 use crate::error::{Error, Result};
-use crate::models::checkpoint::write_atomic;
+use crate::io::{read_json, sha256_file, write_json};
 use serde::{de::DeserializeOwned, Serialize};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Bumped whenever a change to the runner changes what a cached stage holds.
 pub const CACHE_VERSION: u32 = 1;
@@ -116,32 +116,3 @@ impl StageDir {
     }
 }
 
-/// Writes `value` as pretty JSON with a trailing newline, atomically.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(value).map_err(|e| Error::format(path, format!("cannot serialise: {e}")))?;
-    write_bytes(path, (text + "\n").as_bytes())
-}
-
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))
-}
-
-/// Writes bytes atomically (temporary name in the same folder, then rename).
-pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| Error::io(tmp, e)))
-}
-
-/// sha256 of a file's bytes, in hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
-    Ok(format!("{:x}", h.finalize()))
-}
-
-/// sha256 of bytes, in hex.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}

@@ -3,8 +3,8 @@
 use crate::error::{Error, Result};
 use crate::report::manifest::{Manifest, StageTime};
 use crate::report::tables::PaperTable;
-use crate::suite::cache::read_json;
-use crate::suite::records::{self, JobRecord, SuiteRecord};
+use crate::io::read_json;
+use crate::records::{self, JobRecord, SuiteRecord};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -64,7 +64,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeSummary> {
     let jobs: Vec<JobRecord> = jobs.into_values().map(|(j, _)| j).collect();
     let dir = out.join(&suite.suite);
     let subnets = dirs.iter().map(|d| d.join("subnets").join("subnets.safetensors")).find(|p| p.is_file());
-    let tables = crate::suite::render::render(&dir, &suite, &jobs, subnets.as_deref())?;
+    let tables = crate::report::render::render(&dir, &suite, &jobs, subnets.as_deref())?;
     if let Some(m) = merged_manifest(&suite, manifests, dirs)? {
         m.write(&dir.join("manifest.json"))?;
     }

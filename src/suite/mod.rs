@@ -4,8 +4,6 @@ pub mod cache;
 pub mod expand;
 pub mod locate;
 pub mod merge;
-pub mod records;
-pub mod render;
 pub mod runner;
 pub mod schema;
 pub mod scoring;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::report::manifest::{git_commit, Manifest, StageTime};
 use crate::report::tables::PaperTable;
 use crate::suite::cache::Cache;
-use crate::suite::records::{JobRecord, SuiteRecord};
+use crate::records::{JobRecord, SuiteRecord};
 use crate::suite::schema::Suite;
 use crate::suite::scoring::{clean_scores, detector_slots, job_record, JobInputs};
 use crate::suite::shard::Shard;
@@ -134,7 +134,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         protocols: suite.protocols.clone(),
         subnet: sub.record.clone(),
     };
-    let tables = crate::suite::render::render(&dir, &suite_record, &records, Some(&sub.file))?;
+    let tables = crate::report::render::render(&dir, &suite_record, &records, Some(&sub.file))?;
     ctx.record("report", true, report_start);
 
     let seeds = BTreeMap::from([
@@ -155,7 +155,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         (format!("{}_test", suite.data.dataset), data.test.source_hash.clone()),
         (format!("{}_train", suite.data.dataset), data.fit.source_hash.clone()),
         ("model_weights".to_string(), model.hash.clone()),
-        ("subnets".to_string(), crate::suite::cache::sha256_file(&sub.file)?),
+        ("subnets".to_string(), crate::io::sha256_file(&sub.file)?),
         ("advdet_binary".to_string(), crate::suite::cache::code_identity().to_string()),
     ]);
     let manifest = Manifest {

@@ -129,7 +129,7 @@ pub struct Suite {
 pub fn load(path: &Path) -> Result<Suite> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let src = String::from_utf8(bytes.clone()).map_err(|e| Error::format(path, format!("not UTF-8: {e}")))?;
-    parse(path, &src, crate::suite::cache::sha256_bytes(&bytes))
+    parse(path, &src, crate::io::sha256_bytes(&bytes))
 }
 
 /// Validates the text of a suite file; `path` is only used in messages and as the suite's origin.

@@ -4,8 +4,9 @@
 use crate::detectors::{self, protocol_sets, score_batched, Detector, Mode};
 use crate::error::Result;
 use crate::metrics;
-use crate::suite::cache::{read_json, write_json, KeyBuilder};
-use crate::suite::records::{Curve, JobRecord, MetricValue, RowRecord};
+use crate::io::{read_json, write_json};
+use crate::suite::cache::KeyBuilder;
+use crate::records::{Curve, JobRecord, MetricValue, RowRecord};
 use crate::suite::schema::Job;
 use crate::suite::stages::{load_tensors, save_tensors, AttackStage, Ctx, DataStage, ModelStage, SubnetStage};
 use std::collections::BTreeMap;

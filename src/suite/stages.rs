@@ -3,12 +3,13 @@
 //! warm run consume the same bytes.
 use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
-use crate::models::checkpoint::{self, write_atomic};
+use crate::io::{read_json, sha256_file, write_atomic, write_json};
+use crate::models::checkpoint;
 use crate::models::Model;
 use crate::report::manifest::StageTime;
 use crate::subnet::{self, Subnets};
-use crate::suite::cache::{read_json, sha256_file, write_json, Cache, KeyBuilder, StageDir};
-use crate::suite::records::SubnetRecord;
+use crate::suite::cache::{Cache, KeyBuilder, StageDir};
+use crate::records::SubnetRecord;
 use crate::suite::schema::{Job, ModelSpec, Suite};
 use crate::train;
 use std::collections::BTreeMap;
@@ -219,7 +220,9 @@ pub fn subnet_stage(ctx: &mut Ctx, data: &mut DataStage, model: &ModelStage) -> 
         let train = data.train_full.as_ref().ok_or_else(|| Error::Missing("the training split was released".into()))?;
         let own = train.range(0, train.len() - ctx.suite.data.fit_size);
         let ex = subnet::extract(&model.model, &own, &data.test_full, &ctx.suite.subnet)?;
-        subnet::output::write_all(&ex, &stage.file("subnets.safetensors"))?;
+        let weights = stage.file("subnets.safetensors");
+        subnet::output::write_all(&ex, &weights)?;
+        crate::report::heatmap::subnet_maps(&ex.summary.analysis, &weights)?;
         let a = &ex.summary.analysis;
         let record = SubnetRecord {
             layers: a.layers.clone(),

@@ -1,7 +1,7 @@
 //! The records a suite run produces, one per job plus one for the suite: every report file is rendered from them
 //! alone, so merged shard records render exactly the report of an unsharded run (Wang et al., arXiv 1910.02673).
 use crate::error::{Error, Result};
-use crate::suite::cache::{read_json, write_json};
+use crate::io::{read_json, write_json};
 use std::path::Path;
 
 /// One metric with its bootstrap 95% interval; `None` where it is undefined (e.g. no successful adversarial image).

@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 use crate::metrics::Roc;
 use crate::report::html::{index_html, Links};
 use crate::report::tables::{results_frame, sparsity_markdown, write_results, PaperTable};
-use crate::suite::cache::write_bytes;
-use crate::suite::records::{self, JobRecord, SuiteRecord};
+use crate::io::write_bytes;
+use crate::records::{self, JobRecord, SuiteRecord};
 use std::collections::BTreeSet;
 use std::path::Path;
 
