@@ -4,7 +4,12 @@
 mod common;
 
 use advdet::data::{self, Dataset, DatasetName, Split};
-use advdet::detectors::{self, by_name, fit_split, protocol_sets, score_batched, DetectorConfig, Mode, ALL_DETECTORS};
+use advdet::detectors::{self, build, by_name, DetectorConfig, DetectorKind};
+use advdet::eval::{fit_split, protocol_sets, score, score_batched};
+use advdet::routes::{Resources, RouteKind};
+
+/// No resources: the full model only.
+const NONE: Resources = Resources { subnets: None };
 use advdet::models::{Arch, Model};
 use advdet::subnet::{extract, mask, Subnets};
 use common::{load_lenet_mnist, TestResult};
@@ -78,12 +83,14 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     let subnets = quick_subnets(&model)?;
     let cfg = small_config();
     let mut weak = Vec::new();
-    for name in ALL_DETECTORS {
-        let mut det = by_name(name, &cfg)?;
+    let res = Resources { subnets: Some(&subnets) };
+    for kind in DetectorKind::ALL {
+        let name = kind.as_str();
+        let mut det = build(kind, &cfg)?;
         det.fit(&model, &fit)?;
-        for &mode in det.modes() {
-            let clean = score_batched(det.as_ref(), &model, Some(&subnets), mode, &test.images, 128)?;
-            let advs = score_batched(det.as_ref(), &model, Some(&subnets), mode, &adv, 128)?;
+        for mode in det.routes_of(&RouteKind::ALL) {
+            let clean = score_batched(det.as_ref(), &model, res, mode, &test.images, 128)?;
+            let advs = score_batched(det.as_ref(), &model, res, mode, &adv, 128)?;
             assert_eq!((clean.len(), advs.len()), (400, 400));
             assert!(clean.iter().chain(&advs).all(|s| s.is_finite()), "{name}/{mode}: non-finite score");
             let (ok, _) = protocol_sets(&clean, &advs, &labels, &pred_clean, &pred_adv);
@@ -122,13 +129,14 @@ fn full_and_subnet_modes_agree_exactly_when_every_mask_is_all_ones() -> TestResu
     let cfg = DetectorConfig::default();
     for name in ["msp", "entropy", "margin", "odin"] {
         let det = by_name(name, &cfg)?;
-        let full = det.score(&model, None, Mode::Full, &xs)?;
-        let sub = det.score(&model, Some(&ones), Mode::Subnet, &xs)?;
+        let full = score(det.as_ref(), &model, NONE, RouteKind::Full, &xs)?;
+        let sub = score(det.as_ref(), &model, Resources { subnets: Some(&ones) }, RouteKind::Subnet, &xs)?;
         assert_eq!(full, sub, "{name}: full and all-ones subnet scores differ");
         assert!(full.windows(2).any(|w| w[0] != w[1]), "{name}: constant scores");
     }
     for name in ["kl", "disagree"] {
-        let s = by_name(name, &cfg)?.score(&model, Some(&ones), Mode::Subnet, &xs)?;
+        let s =
+            score(by_name(name, &cfg)?.as_ref(), &model, Resources { subnets: Some(&ones) }, RouteKind::Subnet, &xs)?;
         assert!(s.iter().all(|&v| v == 0.0), "{name}: non-zero score with all-ones masks");
     }
     Ok(())
@@ -142,8 +150,8 @@ fn scores_do_not_depend_on_the_batch_an_image_is_in() -> TestResult {
     for name in ["odin", "mahalanobis", "lid", "kdbu"] {
         let mut det = by_name(name, &cfg)?;
         det.fit(&model, &fit)?;
-        let whole = score_batched(det.as_ref(), &model, None, Mode::Full, &test.images, 1000)?;
-        let pieces = score_batched(det.as_ref(), &model, None, Mode::Full, &test.images, 7)?;
+        let whole = score_batched(det.as_ref(), &model, NONE, RouteKind::Full, &test.images, 1000)?;
+        let pieces = score_batched(det.as_ref(), &model, NONE, RouteKind::Full, &test.images, 7)?;
         // libtorch's f32 kernels may round differently for another batch size; the empirical covariance's
         // pseudo-inverse amplifies that to about 1e-6 relative in the Mahalanobis distance
         for (i, (a, b)) in whole.iter().zip(&pieces).enumerate() {
@@ -165,8 +173,9 @@ fn fitting_takes_training_images_only() -> TestResult {
         assert!(det.needs_fit(), "{name}");
         let err = det.fit(&model, &test).expect_err("fitting on test images must fail").to_string();
         assert!(err.contains("training") && err.contains(name), "{name}: {err}");
-        let err =
-            det.score(&model, None, Mode::Full, &test.images.narrow(0, 0, 4)).expect_err("not fitted").to_string();
+        let err = score(det.as_ref(), &model, NONE, RouteKind::Full, &test.images.narrow(0, 0, 4))
+            .expect_err("not fitted")
+            .to_string();
         assert!(err.contains("not fitted"), "{name}: {err}");
         det.fit(&model, &fit)?;
     }
@@ -180,19 +189,26 @@ fn bad_input_gives_a_clear_error() -> TestResult {
     let xs = Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu));
     let cfg = DetectorConfig::default();
     for name in ["msp", "odin", "kl", "disagree"] {
-        let err = by_name(name, &cfg)?.score(&model, None, Mode::Subnet, &xs).expect_err("no subnets").to_string();
+        let err = score(by_name(name, &cfg)?.as_ref(), &model, NONE, RouteKind::Subnet, &xs)
+            .expect_err("no subnets")
+            .to_string();
         assert!(err.contains(name) && err.contains("subnet"), "{name}: {err}");
     }
-    let err = by_name("kl", &cfg)?.score(&model, None, Mode::Full, &xs).expect_err("kl is subnet-only").to_string();
+    let err = score(by_name("kl", &cfg)?.as_ref(), &model, NONE, RouteKind::Full, &xs)
+        .expect_err("kl is subnet-only")
+        .to_string();
     assert!(err.contains("kl") && err.contains("subnet"), "{err}");
-    let err = by_name("mahalanobis", &cfg)?.score(&model, None, Mode::Subnet, &xs).expect_err("full only").to_string();
+    let err = score(by_name("mahalanobis", &cfg)?.as_ref(), &model, NONE, RouteKind::Subnet, &xs)
+        .expect_err("full only")
+        .to_string();
     assert!(err.contains("mahalanobis") && err.contains("full"), "{err}");
     let err = by_name("nope", &cfg).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("nope") && err.contains("msp"), "{err}");
-    let err = by_name("msp", &cfg)?.score(
+    let err = score(
+        by_name("msp", &cfg)?.as_ref(),
         &model,
-        None,
-        Mode::Full,
+        NONE,
+        RouteKind::Full,
         &Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)),
     );
     assert!(err.expect_err("wrong shape").to_string().contains("[2, 3, 32, 32]"));
@@ -202,10 +218,11 @@ fn bad_input_gives_a_clear_error() -> TestResult {
     let parsed: Result<DetectorConfig, _> = serde_json::from_str(r#"{"lid": {"k": 20, "neighbours": 3}}"#);
     assert!(parsed.expect_err("unknown field").to_string().contains("neighbours"));
     let resnet = Model::new(Arch::Resnet20, Device::Cpu);
-    let err = by_name("kdbu", &cfg)?.score(
+    let err = score(
+        by_name("kdbu", &cfg)?.as_ref(),
         &resnet,
-        None,
-        Mode::Full,
+        NONE,
+        RouteKind::Full,
         &Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)),
     );
     assert!(err.expect_err("no dropout").to_string().contains("resnet20"));
@@ -308,5 +325,71 @@ fn detect_command_writes_scores_and_metrics_and_rejects_bad_input() -> TestResul
     let (code, _, err) = run(&["--adv", &p("empty.safetensors"), "--detectors", "msp", "--out", &p("bad")]);
     assert!(code == 2 && err.contains("empty.safetensors") && err.contains("holds no images"), "{code} {err}");
     assert!(!dir.path().join("bad").exists(), "nothing written on bad input");
+    Ok(())
+}
+
+#[test]
+fn route_registry_names_builds_and_refuses_what_it_cannot_run() -> TestResult {
+    let model = load_lenet_mnist();
+    // names round-trip, the suite's spelling; an unknown name lists the known ones
+    for r in RouteKind::ALL {
+        assert_eq!(r.as_str().parse::<RouteKind>()?, r);
+        assert_eq!(serde_json::to_string(&r)?, format!("\"{r}\""));
+    }
+    let err = "gated".parse::<RouteKind>().expect_err("unknown route").to_string();
+    assert!(err.contains("gated") && err.contains("full") && err.contains("subnet"), "{err}");
+    assert!(serde_json::from_str::<RouteKind>("\"Full\"").is_err(), "names are lowercase");
+    // the full route needs nothing; the subnet route needs subnetworks of the model's layout
+    assert_eq!(advdet::routes::build(RouteKind::Full, &model, NONE)?.kind(), RouteKind::Full);
+    let err = advdet::routes::build(RouteKind::Subnet, &model, NONE).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("--subnets"), "{err}");
+    let resnet = Model::new(Arch::Resnet20, Device::Cpu);
+    let ones = all_ones(&model);
+    let wrong = advdet::routes::build(RouteKind::Subnet, &resnet, Resources { subnets: Some(&ones) });
+    assert!(wrong.err().map(|e| e.to_string()).unwrap_or_default().contains("gate layout"));
+    assert_eq!(
+        advdet::routes::build(RouteKind::Subnet, &model, Resources { subnets: Some(&ones) })?.kind(),
+        RouteKind::Subnet
+    );
+    // which detector runs where: confidence scores everywhere, fitted ones on the full model, comparisons elsewhere
+    let cfg = DetectorConfig::default();
+    let on =
+        |k: DetectorKind| -> Result<Vec<RouteKind>, advdet::Error> { Ok(build(k, &cfg)?.routes_of(&RouteKind::ALL)) };
+    assert_eq!(on(DetectorKind::Odin)?, RouteKind::ALL);
+    assert_eq!(on(DetectorKind::Lid)?, [RouteKind::Full]);
+    assert_eq!(on(DetectorKind::Disagree)?, [RouteKind::Subnet]);
+    for k in DetectorKind::ALL {
+        assert_eq!(k.as_str().parse::<DetectorKind>()?, k);
+        assert_eq!(build(k, &cfg)?.kind(), k);
+    }
+    Ok(())
+}
+
+#[test]
+fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResult {
+    let model = load_lenet_mnist();
+    let (_, test) = fit_and_test(100)?;
+    let ones = all_ones(&model);
+    let res = Resources { subnets: Some(&ones) };
+    let cfg = DetectorConfig::default();
+    let dets: Vec<_> =
+        ["msp", "entropy", "margin", "kl", "disagree"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
+    let scorings: Vec<advdet::eval::Scoring> = dets
+        .iter()
+        .map(|d| advdet::eval::Scoring { detector: d.as_ref(), routes: d.routes_of(&RouteKind::ALL) })
+        .collect();
+    let s = advdet::eval::score_images(&model, res, &scorings, &test.images, 40, "count")?;
+    // 3 batches (40, 40, 20), each through the full model and the subnet route once: 6 passes, not 3 x 8
+    assert_eq!(s.passes, 6);
+    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [2, 2, 2, 1, 1]);
+    assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
+    assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
+    // the full route alone: one pass per batch
+    let full_only: Vec<advdet::eval::Scoring> = dets
+        .iter()
+        .take(3)
+        .map(|d| advdet::eval::Scoring { detector: d.as_ref(), routes: vec![RouteKind::Full] })
+        .collect();
+    assert_eq!(advdet::eval::score_images(&model, res, &full_only, &test.images, 40, "count")?.passes, 3);
     Ok(())
 }

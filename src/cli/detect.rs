@@ -2,17 +2,20 @@
 //! comparison of Wang, Su, Zhang, Hu, arXiv 1910.02673) and writes per-image scores and the metric table.
 use super::model_args::ModelArgs;
 use advdet::data::{self, Split};
-use advdet::detectors::{self, fit_split, protocol_sets, score_batched, Detector, DetectorConfig, Mode, ScoredSet};
-use advdet::metrics::{self, WithCi, METRIC_NAMES};
+use advdet::detectors::{self, Detector, DetectorConfig, DetectorKind};
+use advdet::eval::{self, fit_split, MetricSpec, Protocol, Scoring};
 use advdet::io::write_text;
+use advdet::metrics::METRIC_NAMES;
 use advdet::models::Arch;
+use advdet::records::RowRecord;
+use advdet::routes::{Resources, RouteKind};
 use advdet::subnet::Subnets;
 use advdet::Error;
 use anyhow::Result;
 use clap::Args;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 #[derive(Args)]
 pub struct DetectArgs {
@@ -29,10 +32,10 @@ pub struct DetectArgs {
     pub clean: Option<PathBuf>,
     /// Comma-separated detector names (default: all of msp, entropy, margin, odin, kl, disagree, mahalanobis, lid, kdbu)
     #[arg(long, value_delimiter = ',')]
-    pub detectors: Option<Vec<String>>,
-    /// Comma-separated modes: full, subnet
+    pub detectors: Option<Vec<DetectorKind>>,
+    /// Comma-separated routes (the `mode` column): full, subnet
     #[arg(long, value_delimiter = ',', default_value = "full,subnet")]
-    pub modes: Vec<Mode>,
+    pub modes: Vec<RouteKind>,
     /// Bootstrap resamples for the 95% intervals (0: none)
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
@@ -53,11 +56,16 @@ pub struct DetectArgs {
     pub out: PathBuf,
 }
 
-/// The validated plan: configuration, detectors and the (detector, mode) pairs to score.
+/// The validated plan: configuration, and the detectors with the routes each scores on.
 struct Plan {
     cfg: DetectorConfig,
-    pairs: Vec<(usize, Mode)>,
-    detectors: Vec<Box<dyn Detector>>,
+    detectors: Vec<(Box<dyn Detector>, Vec<RouteKind>)>,
+}
+
+impl Plan {
+    fn uses(&self, route: RouteKind) -> bool {
+        self.detectors.iter().any(|(_, r)| r.contains(&route))
+    }
 }
 
 fn plan(a: &DetectArgs) -> Result<Plan> {
@@ -75,42 +83,42 @@ fn plan(a: &DetectArgs) -> Result<Plan> {
         return Err(Error::config("--batch-size", a.batch_size, "must be at least 1").into());
     }
     let explicit = a.detectors.is_some();
-    let names: Vec<String> = match &a.detectors {
-        Some(v) => v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
-        None => detectors::ALL_DETECTORS.iter().map(|s| s.to_string()).collect(),
-    };
-    if names.is_empty() {
+    let kinds: Vec<DetectorKind> = a.detectors.clone().unwrap_or_else(|| DetectorKind::ALL.to_vec());
+    if kinds.is_empty() {
         return Err(Error::config("--detectors", "", "name at least one detector").into());
     }
-    let (mut dets, mut pairs) = (Vec::new(), Vec::new());
-    for name in &names {
-        if dets.iter().any(|d: &Box<dyn Detector>| d.name() == name) {
+    let mut dets: Vec<(Box<dyn Detector>, Vec<RouteKind>)> = Vec::new();
+    for kind in kinds {
+        if dets.iter().any(|(d, _)| d.kind() == kind) {
             continue;
         }
-        let det = detectors::by_name(name, &cfg)?;
-        let modes: Vec<Mode> = a.modes.iter().copied().filter(|m| det.modes().contains(m)).collect();
-        if modes.is_empty() && explicit {
-            let ok: Vec<&str> = det.modes().iter().map(|m| m.as_str()).collect();
-            return Err(Error::config(
-                "--modes",
-                format!("{:?}", a.modes),
-                format!("detector {name} supports only {}", ok.join(", ")),
-            )
-            .into());
+        let det = detectors::build(kind, &cfg)?;
+        let routes = det.routes_of(&a.modes);
+        if routes.is_empty() {
+            if explicit {
+                let ok: Vec<&str> = det.routes_of(&RouteKind::ALL).iter().map(|r| r.as_str()).collect();
+                return Err(Error::config(
+                    "--modes",
+                    format!("{:?}", a.modes),
+                    format!("detector {kind} runs only on {}", ok.join(", ")),
+                )
+                .into());
+            }
+            continue;
         }
-        pairs.extend(modes.into_iter().map(|m| (dets.len(), m)));
-        dets.push(det);
+        dets.push((det, routes));
     }
-    if pairs.is_empty() {
+    if dets.is_empty() {
         return Err(Error::config("--modes", format!("{:?}", a.modes), "no detector supports these modes").into());
     }
-    if a.subnets.is_none() && pairs.iter().any(|&(_, m)| m == Mode::Subnet) {
+    let plan = Plan { cfg, detectors: dets };
+    if a.subnets.is_none() && plan.uses(RouteKind::Subnet) {
         return Err(Error::Missing(
             "the subnet mode needs --subnets FILE (or pass --modes full and full-mode detectors)".into(),
         )
         .into());
     }
-    Ok(Plan { cfg, pairs, detectors: dets })
+    Ok(plan)
 }
 
 /// The first tensor of `names` present in a .safetensors file's tensors.
@@ -128,7 +136,7 @@ fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
 
 /// Clean images, adversarial images and labels, checked against each other and the architecture, and the file's
 /// `pred_adv` when present.
-fn load_sets(a: &DetectArgs, arch: Arch) -> Result<(Tensor, Tensor, Vec<i64>, Option<Vec<i64>>)> {
+fn load_sets(a: &DetectArgs, arch: Arch, classes: i64) -> Result<(Tensor, Tensor, Vec<i64>, Option<Vec<i64>>)> {
     let adv_all = read(&a.adv)?;
     let need = |t: Option<Tensor>, path: &Path, name: &str| {
         t.ok_or_else(|| anyhow::Error::from(Error::format(path, format!("no tensor named {name}"))))
@@ -169,8 +177,8 @@ fn load_sets(a: &DetectArgs, arch: Arch) -> Result<(Tensor, Tensor, Vec<i64>, Op
     if labels.len() as i64 != adv.size()[0] {
         return Err(Error::format(&a.adv, format!("{} labels for {} images", labels.len(), adv.size()[0])).into());
     }
-    if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| !(0..10).contains(&l)) {
-        return Err(Error::format(&a.adv, format!("label {l} of image {i} is not a class 0..9")).into());
+    if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| !(0..classes).contains(&l)) {
+        return Err(Error::format(&a.adv, format!("label {l} of image {i} is not a class 0..{}", classes - 1)).into());
     }
     let file_pred = match tensor(&adv_all, &["pred_adv"]) {
         Some(t) => Some(Vec::<i64>::try_from(t.to_kind(Kind::Int64).flatten(0, -1))?),
@@ -183,57 +191,58 @@ pub fn run(a: DetectArgs) -> Result<i32> {
     let mut plan = plan(&a)?;
     let loaded = a.m.load()?;
     let (model, device) = (&loaded.model, loaded.device);
-    let (clean, adv, labels, file_pred) = load_sets(&a, model.arch)?;
+    let (clean, adv, labels, file_pred) = load_sets(&a, model.arch, model.num_classes())?;
     let subnets = match &a.subnets {
-        Some(p) if plan.pairs.iter().any(|&(_, m)| m == Mode::Subnet) => {
-            Some(Subnets::load(p, model.gate_layout(), device)?)
-        }
+        Some(p) if plan.uses(RouteKind::Subnet) => Some(Subnets::load(p, model.gate_layout(), device)?),
         _ => None,
     };
-    let preds = |xs: &Tensor| Vec::<i64>::try_from(model.predict(xs, a.batch_size).to_device(Device::Cpu));
-    let (pred_clean, pred_adv) = (preds(&clean)?, preds(&adv)?);
-    if let Some(fp) = file_pred.filter(|fp| *fp != pred_adv) {
-        let differ = fp.iter().zip(&pred_adv).filter(|(x, y)| x != y).count() + fp.len().abs_diff(pred_adv.len());
-        eprintln!("warning: this model's predictions differ from the attack file's pred_adv on {differ} images (a transfer attack?); using this model's");
-    }
-    if plan.detectors.iter().any(|d| d.needs_fit()) {
+    if plan.detectors.iter().any(|(d, _)| d.needs_fit()) {
         let dataset = a.m.dataset(&loaded, "the dataset of the fitting split")?;
         let fit = fit_split(&data::load(dataset, a.m.data_dir.as_deref(), Split::Train)?, plan.cfg.fit_size);
         eprintln!("fitting on the last {} clean {dataset} training images", fit.len());
-        for det in plan.detectors.iter_mut().filter(|d| d.needs_fit()) {
+        for (det, _) in plan.detectors.iter_mut().filter(|(d, _)| d.needs_fit()) {
             det.fit(model, &fit)?;
         }
     }
+    let res = Resources { subnets: subnets.as_ref() };
+    let scorings: Vec<Scoring> =
+        plan.detectors.iter().map(|(d, r)| Scoring { detector: d.as_ref(), routes: r.clone() }).collect();
+    let s_clean = eval::score_images(model, res, &scorings, &clean, a.batch_size, "clean")?;
+    let s_adv = eval::score_images(model, res, &scorings, &adv, a.batch_size, "adversarial")?;
+    let (pred_clean, pred_adv) = (&s_clean.pred, &s_adv.pred);
+    if let Some(fp) = file_pred.filter(|fp| fp != pred_adv) {
+        let differ = fp.iter().zip(pred_adv).filter(|(x, y)| x != y).count() + fp.len().abs_diff(pred_adv.len());
+        eprintln!("warning: this model's predictions differ from the attack file's pred_adv on {differ} images (a transfer attack?); using this model's");
+    }
+    let names: Vec<&str> = plan.detectors.iter().map(|(d, _)| d.name()).collect();
+    let routes: Vec<Vec<RouteKind>> = plan.detectors.iter().map(|(_, r)| r.clone()).collect();
+    let spec = MetricSpec { protocols: Protocol::BOTH.to_vec(), bootstrap: a.bootstrap, seed: a.seed };
+    let rows =
+        eval::metric_rows(&names, &routes, &s_clean.scores, &s_adv.scores, &labels, pred_clean, pred_adv, &spec)?;
+
     let n = labels.len();
     let mut scores_csv = String::from("index,detector,mode,label,is_adv,score\n");
+    for (d, name) in names.iter().enumerate() {
+        for (r, route) in routes[d].iter().enumerate() {
+            for (is_adv, s) in [(0, &s_clean.scores[d][r]), (1, &s_adv.scores[d][r])] {
+                for i in 0..n {
+                    writeln!(scores_csv, "{i},{name},{route},{},{is_adv},{}", labels[i], s[i])?;
+                }
+            }
+        }
+    }
     let mut metrics_csv = String::from("detector,mode,protocol,n_clean,n_adv");
     for m in METRIC_NAMES {
         write!(metrics_csv, ",{m},{m}_lo,{m}_hi")?;
     }
     metrics_csv.push_str(",note\n");
     println!("{:<12} {:<6} {:>30} {:>30}", "detector", "mode", "auroc successful [95% CI]", "auroc all [95% CI]");
-    for &(d, mode) in &plan.pairs {
-        let det = plan.detectors[d].as_ref();
-        let s_clean = score_batched(det, model, subnets.as_ref(), mode, &clean, a.batch_size)?;
-        let s_adv = score_batched(det, model, subnets.as_ref(), mode, &adv, a.batch_size)?;
-        for (is_adv, s) in [(0, &s_clean), (1, &s_adv)] {
-            for i in 0..n {
-                writeln!(scores_csv, "{i},{},{mode},{},{is_adv},{}", det.name(), labels[i], s[i])?;
-            }
+    for pair in rows.chunks(spec.protocols.len()) {
+        let cells: Vec<String> = pair.iter().map(auroc_cell).collect();
+        for row in pair {
+            metrics_row(&mut metrics_csv, row)?;
         }
-        let (ok, all) = protocol_sets(&s_clean, &s_adv, &labels, &pred_clean, &pred_adv);
-        let mut cells = Vec::new();
-        for (protocol, set) in [("successful", &ok), ("all", &all)] {
-            let result = metrics::bootstrap(&set.labels, &set.scores, a.bootstrap, a.seed);
-            metrics_row(&mut metrics_csv, det.name(), mode, protocol, set, &result)?;
-            cells.push(match &result {
-                Ok(ci) => {
-                    format!("{:.4} [{:.4}, {:.4}] n={}", ci.point.auroc, ci.lo.auroc, ci.hi.auroc, set.counts().1)
-                }
-                Err(_) => format!("n/a n={}", set.counts().1),
-            });
-        }
-        println!("{:<12} {:<6} {:>30} {:>30}", det.name(), mode, cells[0], cells[1]);
+        println!("{:<12} {:<6} {:>30} {:>30}", pair[0].detector, pair[0].mode, cells[0], cells[1]);
     }
     write_text(&a.out.join("scores.csv"), &scores_csv)?;
     write_text(&a.out.join("metrics.csv"), &metrics_csv)?;
@@ -250,28 +259,30 @@ pub fn run(a: DetectArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn metrics_row(
-    out: &mut String,
-    det: &str,
-    mode: Mode,
-    protocol: &str,
-    set: &ScoredSet,
-    r: &advdet::Result<WithCi>,
-) -> Result<()> {
-    let (n_clean, n_adv) = set.counts();
-    write!(out, "{det},{mode},{protocol},{n_clean},{n_adv}")?;
-    match r {
-        Ok(ci) => {
-            for k in 0..METRIC_NAMES.len() {
-                write!(out, ",{},{},{}", ci.point.values()[k], ci.lo.values()[k], ci.hi.values()[k])?;
-            }
-            out.push_str(",\n");
+/// `auroc [lo, hi] n=positives` of a row, or `n/a` when it has no AUROC.
+fn auroc_cell(row: &RowRecord) -> String {
+    let auroc = row.metrics.iter().find(|m| m.name == "auroc");
+    let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    match auroc.and_then(|m| m.point) {
+        Some(p) => {
+            let (lo, hi) = (auroc.and_then(|m| m.lo), auroc.and_then(|m| m.hi));
+            format!("{p:.4} [{}, {}] n={}", f(lo), f(hi), row.n_pos)
         }
-        Err(e) => {
-            out.push_str(&",".repeat(3 * METRIC_NAMES.len()));
-            writeln!(out, ",\"{}\"", e.to_string().replace('"', "'"))?;
-        }
+        None => format!("n/a n={}", row.n_pos),
     }
-    Ok(())
 }
 
+/// One line of metrics.csv: counts, then each metric with its interval (empty cells where there is none).
+fn metrics_row(out: &mut String, row: &RowRecord) -> Result<()> {
+    write!(out, "{},{},{},{},{}", row.detector, row.mode, row.protocol, row.n_neg, row.n_pos)?;
+    let cell = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    for m in &row.metrics {
+        write!(out, ",{},{},{}", cell(m.point), cell(m.lo), cell(m.hi))?;
+    }
+    let note = match row.metrics.iter().all(|m| m.point.is_none()) {
+        true => "no metric: the set needs both clean and adversarial images",
+        false => "",
+    };
+    writeln!(out, ",{note}")?;
+    Ok(())
+}

@@ -1,10 +1,9 @@
 //! Disagreement between the full model and the subnetwork of its predicted class (Wang, Su, Zhang, Hu,
 //! arXiv 1910.02673: the subnetwork of a class should reproduce the full model on that class's images).
-use super::kl::{kl_full_subnet, pair};
-use super::{finite_scores, Detector, Mode};
+use super::kl::kl_full_subnet;
+use super::{Detector, DetectorKind, View};
 use crate::error::{Error, Result};
-use crate::models::Model;
-use crate::subnet::Subnets;
+use crate::routes::RouteKind;
 use tch::{Kind, Tensor};
 
 /// `tie_break` scales KL(p_full || p_subnet), added to the 0/1 disagreement so that images within each group are
@@ -31,7 +30,7 @@ impl DisagreeConfig {
     }
 }
 
-/// Score `1[argmax subnet != argmax full] + min(tie_break * KL, 0.49)`, subnet mode only.
+/// Score `1[argmax route != argmax full] + min(tie_break * KL, 0.49)`, on every route but the full model.
 #[derive(Debug, Clone)]
 pub struct Disagree {
     cfg: DisagreeConfig,
@@ -44,16 +43,17 @@ impl Disagree {
 }
 
 impl Detector for Disagree {
-    fn name(&self) -> &'static str {
-        "disagree"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Disagree
     }
-    fn modes(&self) -> &'static [Mode] {
-        &[Mode::Subnet]
+    /// It compares a route with the full model: every route but the full model itself.
+    fn runs_on(&self, route: RouteKind) -> bool {
+        !route.is_full()
     }
-    fn score(&self, model: &Model, subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>> {
-        let (full, sub) = pair(self.name(), self.modes(), model, subnets, mode, xs)?;
+    fn score(&self, v: &View) -> Result<Tensor> {
+        let (full, sub) = (&v.full.logits, &v.route.logits);
         let differ = full.argmax(-1, false).ne_tensor(&sub.argmax(-1, false)).to_kind(Kind::Double);
-        let tie = (kl_full_subnet(&full, &sub) * self.cfg.tie_break).clamp_max(0.49);
-        finite_scores(self.name(), &(differ + tie))
+        let tie = (kl_full_subnet(full, sub) * self.cfg.tie_break).clamp_max(0.49);
+        Ok(differ + tie)
     }
 }

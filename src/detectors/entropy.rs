@@ -1,9 +1,7 @@
 //! Predictive entropy of the softmax (Shannon entropy of the predicted class distribution; used as an uncertainty
 //! score for adversarial detection by Smith & Gal 2018): a flat prediction flags an input.
-use super::{check_call, finite_scores, mode_logits, Detector, Mode};
+use super::{Detector, DetectorKind, View};
 use crate::error::Result;
-use crate::models::Model;
-use crate::subnet::Subnets;
 use tch::{Kind, Tensor};
 
 /// Score `-sum_c p_c log p_c` (nats), higher = more suspicious.
@@ -17,15 +15,10 @@ pub fn entropy(logits: &Tensor) -> Tensor {
 }
 
 impl Detector for Entropy {
-    fn name(&self) -> &'static str {
-        "entropy"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Entropy
     }
-    fn modes(&self) -> &'static [Mode] {
-        &Mode::ALL
-    }
-    fn score(&self, model: &Model, subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>> {
-        check_call(self.name(), self.modes(), model, mode, xs)?;
-        let logits = mode_logits(self.name(), model, subnets, mode, xs)?;
-        finite_scores(self.name(), &entropy(&logits))
+    fn score(&self, v: &View) -> Result<Tensor> {
+        Ok(entropy(&v.route.logits))
     }
 }

@@ -2,12 +2,12 @@
 //! from artifacts"): low density of the last hidden layer's features among training images of the predicted class,
 //! and high variance of Monte-Carlo dropout predictions, flag an input. Only for models with dropout.
 use super::lid::mean_std;
-use super::{check_call, finite_scores, fit_features, not_fitted, Detector, Mode};
+use super::{fit_features, not_fitted, Detector, DetectorKind, View};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::models::{Arch, Model};
 use crate::rng::Rng;
-use crate::subnet::Subnets;
+use crate::routes::RouteKind;
 use tch::{Kind, Tensor};
 
 /// Gaussian-kernel `bandwidth` 1.20 (Feinman et al.'s MNIST value), `mc_samples` 50 dropout passes, `dropout` the
@@ -99,11 +99,12 @@ impl KdBu {
 }
 
 impl Detector for KdBu {
-    fn name(&self) -> &'static str {
-        "kdbu"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Kdbu
     }
-    fn modes(&self) -> &'static [Mode] {
-        &[Mode::Full]
+    /// Fitted on the full model's features: the full model only.
+    fn runs_on(&self, route: RouteKind) -> bool {
+        route.is_full()
     }
     fn needs_fit(&self) -> bool {
         true
@@ -159,14 +160,12 @@ impl Detector for KdBu {
         Ok(())
     }
 
-    fn score(&self, model: &Model, _subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>> {
-        Self::check_arch(model)?;
-        check_call(self.name(), self.modes(), model, mode, xs)?;
+    fn score(&self, v: &View) -> Result<Tensor> {
+        Self::check_arch(v.model)?;
         let ft = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
         let _guard = tch::no_grad_guard();
-        let (f, l) = model.net.forward_all(&xs.to_device(model.device()).to_kind(Kind::Float), None, false);
+        let (f, l) = (&v.route.features, &v.route.logits);
         let (kd, bu) = self.kd_bu(ft, &f.to_kind(Kind::Double), &l.to_kind(Kind::Double));
-        let s = (bu - ft.bu.0) / ft.bu.1 - (kd - ft.kd.0) / ft.kd.1;
-        finite_scores(self.name(), &s)
+        Ok((bu - ft.bu.0) / ft.bu.1 - (kd - ft.kd.0) / ft.kd.1)
     }
 }

@@ -1,11 +1,11 @@
 //! Local intrinsic dimensionality (Ma, Li, Wang, Erfani, Wijewickrema, Schoenebeck, Song, Houle, Bailey 2018,
 //! "Characterizing adversarial subspaces using local intrinsic dimensionality"): the maximum-likelihood LID estimate
 //! from the k nearest neighbours in a minibatch of clean references; adversarial regions have a higher LID.
-use super::{check_call, finite_scores, fit_features, not_fitted, Detector, Mode};
+use super::{fit_features, not_fitted, Detector, DetectorKind, View};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::subnet::Subnets;
+use crate::routes::RouteKind;
 use tch::{Kind, Tensor};
 
 /// `k` = 20 neighbours within reference minibatches of `minibatch` = 100 clean images (Ma et al.'s MNIST setting).
@@ -81,11 +81,12 @@ pub(crate) fn mean_std(t: &Tensor) -> Result<(f64, f64)> {
 }
 
 impl Detector for Lid {
-    fn name(&self) -> &'static str {
-        "lid"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Lid
     }
-    fn modes(&self) -> &'static [Mode] {
-        &[Mode::Full]
+    /// Fitted on the full model's features: the full model only.
+    fn runs_on(&self, route: RouteKind) -> bool {
+        route.is_full()
     }
     fn needs_fit(&self) -> bool {
         true
@@ -113,12 +114,10 @@ impl Detector for Lid {
         Ok(())
     }
 
-    fn score(&self, model: &Model, _subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>> {
-        check_call(self.name(), self.modes(), model, mode, xs)?;
+    fn score(&self, v: &View) -> Result<Tensor> {
         let layers = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
         let _guard = tch::no_grad_guard();
-        let (f, l) = model.net.forward_all(&xs.to_device(model.device()).to_kind(Kind::Float), None, false);
-        let s = self.combined(layers, &[f.to_kind(Kind::Double), l.to_kind(Kind::Double)]);
-        finite_scores(self.name(), &s)
+        let (f, l) = (&v.route.features, &v.route.logits);
+        Ok(self.combined(layers, &[f.to_kind(Kind::Double), l.to_kind(Kind::Double)]))
     }
 }

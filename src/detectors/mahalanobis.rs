@@ -1,11 +1,11 @@
 //! Mahalanobis distance detector (Lee, Lee, Lee, Shin 2018, "A simple unified framework for detecting
 //! out-of-distribution samples and adversarial attacks"): class-conditional Gaussians with one tied covariance on the
 //! penultimate features, fitted on clean training images; the distance to the closest class mean flags an input.
-use super::{check_call, finite_scores, fit_features, not_fitted, Detector, Mode};
+use super::{fit_features, not_fitted, Detector, DetectorKind, View};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::subnet::Subnets;
+use crate::routes::RouteKind;
 use tch::{Kind, Tensor};
 
 /// `shrinkage` blends the tied covariance with a multiple of the identity, `(1 - s) Sigma + s tr(Sigma)/D I`. The
@@ -81,11 +81,12 @@ fn ledoit_wolf(x: &Tensor, cov: &Tensor, mu: f64) -> f64 {
 }
 
 impl Detector for Mahalanobis {
-    fn name(&self) -> &'static str {
-        "mahalanobis"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Mahalanobis
     }
-    fn modes(&self) -> &'static [Mode] {
-        &[Mode::Full]
+    /// Fitted on the full model's features: the full model only.
+    fn runs_on(&self, route: RouteKind) -> bool {
+        route.is_full()
     }
     fn needs_fit(&self) -> bool {
         true
@@ -116,25 +117,27 @@ impl Detector for Mahalanobis {
         Ok(())
     }
 
-    fn score(&self, model: &Model, _subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>> {
-        check_call(self.name(), self.modes(), model, mode, xs)?;
+    fn score(&self, v: &View) -> Result<Tensor> {
         let (means, precision) = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
-        let xs = xs.to_device(model.device()).to_kind(Kind::Float).detach();
-        let x = if self.cfg.magnitude > 0.0 {
+        if self.cfg.magnitude == 0.0 {
+            let _guard = tch::no_grad_guard();
+            let d = Self::distances(means, precision, &v.route.features.to_kind(Kind::Double));
+            return Ok(d.min_dim(-1, false).0);
+        }
+        let xs = v.xs.detach();
+        let x = {
             // Lee et al.: step against the gradient of the distance to the closest class mean
             let grad = tch::with_grad(|| {
                 let x = xs.detach().set_requires_grad(true);
-                let d = Self::distances(means, precision, &model.net.features(&x, None, false).to_kind(Kind::Double));
+                let d = Self::distances(means, precision, &v.route.forward(v.model, &x).0.to_kind(Kind::Double));
                 let loss = d.min_dim(-1, false).0.sum(Kind::Double);
                 Tensor::f_run_backward(&[loss], &[&x], false, false)
             })?;
             let g = grad.into_iter().next().ok_or_else(|| Error::Model("mahalanobis: no input gradient".into()))?;
             (&xs - g.sign() * self.cfg.magnitude).detach()
-        } else {
-            xs
         };
         let _guard = tch::no_grad_guard();
-        let d = Self::distances(means, precision, &model.net.features(&x, None, false).to_kind(Kind::Double));
-        finite_scores(self.name(), &d.min_dim(-1, false).0)
+        let d = Self::distances(means, precision, &v.route.forward(v.model, &x).0.to_kind(Kind::Double));
+        Ok(d.min_dim(-1, false).0)
     }
 }

@@ -1,5 +1,6 @@
-//! Adversarial-example detectors behind one `Detector` trait: confidence scores with the full model or with the class
-//! subnetwork (Wang, Su, Zhang, Hu, arXiv 1910.02673), and feature-based baselines fitted on clean training images.
+//! Adversarial-example detectors behind one `Detector` trait: confidence scores of whatever route an image took (the
+//! full model, the class subnetwork of Wang, Su, Zhang, Hu, arXiv 1910.02673, ...), and feature-based baselines
+//! fitted on clean training images. `eval` runs each route once per batch and hands its pass to every detector.
 pub mod disagree;
 pub mod entropy;
 pub mod kdbu;
@@ -9,57 +10,95 @@ pub mod mahalanobis;
 pub mod margin;
 pub mod msp;
 pub mod odin;
-mod protocol;
-
-pub use protocol::{fit_split, protocol_sets, score_batched, ScoredSet};
-
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::subnet::Subnets;
+use crate::routes::{Pass, RouteKind};
 use tch::{Device, Kind, Tensor};
 
-/// Which network scores an image: the full model, or the subnetwork of the class the full model predicts for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// The detectors, by name (the results' `detector` column; suite files and `--detectors` name them so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Full,
-    Subnet,
+pub enum DetectorKind {
+    Msp,
+    Entropy,
+    Margin,
+    Odin,
+    Kl,
+    Disagree,
+    Mahalanobis,
+    Lid,
+    Kdbu,
 }
 
-impl Mode {
-    pub const ALL: [Mode; 2] = [Mode::Full, Mode::Subnet];
+impl DetectorKind {
+    pub const ALL: [DetectorKind; 9] = [
+        DetectorKind::Msp,
+        DetectorKind::Entropy,
+        DetectorKind::Margin,
+        DetectorKind::Odin,
+        DetectorKind::Kl,
+        DetectorKind::Disagree,
+        DetectorKind::Mahalanobis,
+        DetectorKind::Lid,
+        DetectorKind::Kdbu,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Mode::Full => "full",
-            Mode::Subnet => "subnet",
+            DetectorKind::Msp => "msp",
+            DetectorKind::Entropy => "entropy",
+            DetectorKind::Margin => "margin",
+            DetectorKind::Odin => "odin",
+            DetectorKind::Kl => "kl",
+            DetectorKind::Disagree => "disagree",
+            DetectorKind::Mahalanobis => "mahalanobis",
+            DetectorKind::Lid => "lid",
+            DetectorKind::Kdbu => "kdbu",
         }
     }
 }
 
-impl std::fmt::Display for Mode {
+impl std::fmt::Display for DetectorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())
     }
 }
 
-impl std::str::FromStr for Mode {
+impl std::str::FromStr for DetectorKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "full" => Ok(Mode::Full),
-            "subnet" => Ok(Mode::Subnet),
-            _ => Err(Error::config("mode", s, "expected full or subnet")),
-        }
+        DetectorKind::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = DetectorKind::ALL.iter().map(|d| d.as_str()).collect();
+            Error::config("detector", s, format!("expected one of {}", names.join(", ")))
+        })
     }
 }
 
+/// What a detector scores a batch from: the images (on the model's device, f32), the full model's pass over them
+/// and the pass of the route being scored (the same pass when the route is the full model).
+pub struct View<'a> {
+    pub model: &'a Model,
+    pub xs: &'a Tensor,
+    pub full: &'a Pass,
+    pub route: &'a Pass,
+}
+
 /// A detector: one score per image, higher = more likely adversarial (never a boolean, so a ROC curve exists).
+/// It reads a route's output and never asks which route it is.
 pub trait Detector {
-    /// "msp", "entropy", "margin", "odin", "kl", "disagree", "mahalanobis", "lid" or "kdbu".
-    fn name(&self) -> &'static str;
-    /// The modes it supports.
-    fn modes(&self) -> &'static [Mode];
+    fn kind(&self) -> DetectorKind;
+    fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
+    /// Whether it scores images on `route` (default: every route).
+    fn runs_on(&self, _route: RouteKind) -> bool {
+        true
+    }
+    /// The routes of `asked` it scores on, in order.
+    fn routes_of(&self, asked: &[RouteKind]) -> Vec<RouteKind> {
+        asked.iter().copied().filter(|&r| self.runs_on(r)).collect()
+    }
     /// Whether `fit` does anything (so callers load training images only when needed).
     fn needs_fit(&self) -> bool {
         false
@@ -68,14 +107,9 @@ pub trait Detector {
     fn fit(&mut self, _model: &Model, _clean: &Dataset) -> Result<()> {
         Ok(())
     }
-    /// One score per image, higher = more likely adversarial, f64 `[batch]` on the CPU. `subnets` is required for
-    /// `Mode::Subnet` and subnet-only detectors. In subnet mode each image goes through the subnetwork of the class the
-    /// full model predicts for it, in one batched forward.
-    fn score(&self, model: &Model, subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>>;
+    /// One score per image of the batch, `[batch]` (any float kind, any device); `eval` checks that each is finite.
+    fn score(&self, v: &View) -> Result<Tensor>;
 }
-
-pub const ALL_DETECTORS: [&str; 9] =
-    ["msp", "entropy", "margin", "odin", "kl", "disagree", "mahalanobis", "lid", "kdbu"];
 
 /// Every detector's parameters; `Default` holds the published values (see each detector's config).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -120,98 +154,29 @@ impl DetectorConfig {
     }
 }
 
-/// A detector by name, with its parameters from `cfg` (validated).
-pub fn by_name(name: &str, cfg: &DetectorConfig) -> Result<Box<dyn Detector>> {
+/// The detector `kind` with its parameters from `cfg` (validated).
+pub fn build(kind: DetectorKind, cfg: &DetectorConfig) -> Result<Box<dyn Detector>> {
     cfg.validate()?;
-    Ok(match name {
-        "msp" => Box::new(msp::Msp),
-        "entropy" => Box::new(entropy::Entropy),
-        "margin" => Box::new(margin::Margin),
-        "odin" => Box::new(odin::Odin::new(cfg.odin.clone())),
-        "kl" => Box::new(kl::Kl),
-        "disagree" => Box::new(disagree::Disagree::new(cfg.disagree.clone())),
-        "mahalanobis" => Box::new(mahalanobis::Mahalanobis::new(cfg.mahalanobis.clone(), cfg.fit_size)),
-        "lid" => Box::new(lid::Lid::new(cfg.lid.clone(), cfg.fit_size)),
-        "kdbu" => Box::new(kdbu::KdBu::new(cfg.kdbu.clone(), cfg.fit_size, cfg.seed)),
-        _ => return Err(Error::config("detector", name, format!("expected one of {}", ALL_DETECTORS.join(", ")))),
+    Ok(match kind {
+        DetectorKind::Msp => Box::new(msp::Msp),
+        DetectorKind::Entropy => Box::new(entropy::Entropy),
+        DetectorKind::Margin => Box::new(margin::Margin),
+        DetectorKind::Odin => Box::new(odin::Odin::new(cfg.odin.clone())),
+        DetectorKind::Kl => Box::new(kl::Kl),
+        DetectorKind::Disagree => Box::new(disagree::Disagree::new(cfg.disagree.clone())),
+        DetectorKind::Mahalanobis => Box::new(mahalanobis::Mahalanobis::new(cfg.mahalanobis.clone(), cfg.fit_size)),
+        DetectorKind::Lid => Box::new(lid::Lid::new(cfg.lid.clone(), cfg.fit_size)),
+        DetectorKind::Kdbu => Box::new(kdbu::KdBu::new(cfg.kdbu.clone(), cfg.fit_size, cfg.seed)),
     })
 }
 
-/// Fails unless `mode` is one of the detector's modes and `xs` is a batch of images the model takes.
-pub(crate) fn check_call(name: &str, modes: &[Mode], model: &Model, mode: Mode, xs: &Tensor) -> Result<()> {
-    if !modes.contains(&mode) {
-        let ok: Vec<&str> = modes.iter().map(|m| m.as_str()).collect();
-        return Err(Error::config("mode", mode, format!("detector {name} supports only {}", ok.join(", "))));
-    }
-    let (c, h, w) = model.arch.input_shape();
-    let size = xs.size();
-    if size.len() != 4 || size[1..] != [c, h, w] {
-        return Err(Error::Model(format!(
-            "detector {name}: images of shape {size:?}, but arch {} takes [N, {c}, {h}, {w}]",
-            model.arch
-        )));
-    }
-    if !matches!(xs.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
-        return Err(Error::Model(format!(
-            "detector {name}: images of kind {:?}, expected floats in [0, 1]",
-            xs.kind()
-        )));
-    }
-    Ok(())
-}
-
-/// The subnetworks, or an error naming the detector when they are missing or do not fit the model.
-pub(crate) fn need_subnets<'a>(name: &str, model: &Model, subnets: Option<&'a Subnets>) -> Result<&'a Subnets> {
-    let s = subnets.ok_or_else(|| {
-        Error::Missing(format!("detector {name} in subnet mode needs the class subnetworks (--subnets FILE)"))
-    })?;
-    if s.layout != *model.gate_layout() {
-        return Err(Error::Model(format!(
-            "detector {name}: the subnetworks' gate layout does not fit arch {} ({} vs {} units)",
-            model.arch,
-            s.layout.units(),
-            model.gate_layout().units()
-        )));
-    }
-    Ok(s)
-}
-
-/// Logits of the full model and, when `subnets` is given, of each image's predicted-class subnetwork (eval mode,
-/// no gradients): `(full, subnet)`.
-pub(crate) fn full_and_subnet_logits(
-    model: &Model,
-    subnets: Option<&Subnets>,
-    xs: &Tensor,
-) -> (Tensor, Option<Tensor>) {
-    let _guard = tch::no_grad_guard();
-    let full = model.logits(xs);
-    let sub = subnets.map(|s| {
-        let gates = s.gates_for(&full.argmax(-1, false)).to_device(model.device());
-        model.net.forward(xs, Some(&gates), false)
-    });
-    (full, sub)
-}
-
-/// The logits a confidence detector reads in `mode` (after `check_call`).
-pub(crate) fn mode_logits(
-    name: &str,
-    model: &Model,
-    subnets: Option<&Subnets>,
-    mode: Mode,
-    xs: &Tensor,
-) -> Result<Tensor> {
-    let xs = xs.to_device(model.device()).to_kind(Kind::Float);
-    Ok(match mode {
-        Mode::Full => full_and_subnet_logits(model, None, &xs).0,
-        Mode::Subnet => {
-            let s = need_subnets(name, model, subnets)?;
-            full_and_subnet_logits(model, Some(s), &xs).1.unwrap_or(Tensor::zeros([0], (Kind::Float, Device::Cpu)))
-        }
-    })
+/// A detector by name (`build` after parsing the name).
+pub fn by_name(name: &str, cfg: &DetectorConfig) -> Result<Box<dyn Detector>> {
+    build(name.parse()?, cfg)
 }
 
 /// A score tensor as f64 on the CPU; a NaN or infinite score is an error naming the detector and the image.
-pub(crate) fn finite_scores(name: &str, scores: &Tensor) -> Result<Vec<f64>> {
+pub fn finite_scores(name: &str, scores: &Tensor) -> Result<Vec<f64>> {
     let v = Vec::<f64>::try_from(scores.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1))?;
     if let Some((i, s)) = v.iter().enumerate().find(|(_, s)| !s.is_finite()) {
         return Err(Error::Model(format!("detector {name}: score {s} for image {i} of the batch is not finite")));

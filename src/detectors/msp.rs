@@ -1,9 +1,7 @@
 //! Maximum softmax probability (Hendrycks & Gimpel 2017, "A baseline for detecting misclassified and
 //! out-of-distribution examples"): a low top-class probability flags an input.
-use super::{check_call, finite_scores, mode_logits, Detector, Mode};
+use super::{Detector, DetectorKind, View};
 use crate::error::Result;
-use crate::models::Model;
-use crate::subnet::Subnets;
 use tch::{Kind, Tensor};
 
 /// Score `1 - max_c softmax(logits)_c`, higher = more suspicious.
@@ -20,15 +18,10 @@ pub fn one_minus_max_softmax(logits: &Tensor) -> Tensor {
 }
 
 impl Detector for Msp {
-    fn name(&self) -> &'static str {
-        "msp"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Msp
     }
-    fn modes(&self) -> &'static [Mode] {
-        &Mode::ALL
-    }
-    fn score(&self, model: &Model, subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>> {
-        check_call(self.name(), self.modes(), model, mode, xs)?;
-        let logits = mode_logits(self.name(), model, subnets, mode, xs)?;
-        finite_scores(self.name(), &one_minus_max_softmax(&logits))
+    fn score(&self, v: &View) -> Result<Tensor> {
+        Ok(one_minus_max_softmax(&v.route.logits))
     }
 }

@@ -1,10 +1,8 @@
 //! ODIN (Liang, Li, Srikant 2018, "Enhancing the reliability of out-of-distribution image detection in neural
 //! networks"): maximum softmax probability after temperature scaling and a small input perturbation that raises it.
 use super::msp::one_minus_max_softmax;
-use super::{check_call, finite_scores, need_subnets, Detector, Mode};
+use super::{Detector, DetectorKind, View};
 use crate::error::{Error, Result};
-use crate::models::Model;
-use crate::subnet::Subnets;
 use tch::{Kind, Tensor};
 
 /// `temperature` T = 1000 as in Liang et al. `epsilon` is the input perturbation in pixel units of [0, 1] images.
@@ -38,8 +36,8 @@ impl OdinConfig {
 }
 
 /// Score `1 - max_c softmax(f(x~) / T)_c` with `x~ = x + epsilon * sign(grad_x log softmax(f(x) / T)_y^)`, y^ the
-/// network's own top class. In subnet mode f is the subnetwork of the class the full model predicts for the clean
-/// input x. Gradients are taken with respect to the input only, never the parameters.
+/// network's own top class, f the route's network (for the subnet route: the subnetwork of the class the full
+/// model predicts for the clean input x). Gradients are taken with respect to the input only, never the parameters.
 #[derive(Debug, Clone)]
 pub struct Odin {
     cfg: OdinConfig,
@@ -52,39 +50,28 @@ impl Odin {
 }
 
 impl Detector for Odin {
-    fn name(&self) -> &'static str {
-        "odin"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Odin
     }
-    fn modes(&self) -> &'static [Mode] {
-        &Mode::ALL
-    }
-    fn score(&self, model: &Model, subnets: Option<&Subnets>, mode: Mode, xs: &Tensor) -> Result<Vec<f64>> {
-        check_call(self.name(), self.modes(), model, mode, xs)?;
-        let xs = xs.to_device(model.device()).to_kind(Kind::Float).detach();
-        let gates = match mode {
-            Mode::Full => None,
-            Mode::Subnet => {
-                let s = need_subnets(self.name(), model, subnets)?;
-                let _guard = tch::no_grad_guard();
-                Some(s.gates_for(&model.logits(&xs).argmax(-1, false)).to_device(model.device()))
-            }
-        };
+    fn score(&self, v: &View) -> Result<Tensor> {
         let t = self.cfg.temperature;
-        let x = if self.cfg.epsilon > 0.0 {
+        if self.cfg.epsilon == 0.0 {
+            return Ok(one_minus_max_softmax(&(v.route.logits.to_kind(Kind::Double) / t)));
+        }
+        let xs = v.xs.detach();
+        let x = {
             let grad = tch::with_grad(|| {
                 let x = xs.detach().set_requires_grad(true);
-                let logits = model.net.forward(&x, gates.as_ref(), false) / t;
+                let logits = v.route.forward(v.model, &x).1 / t;
                 let top = logits.argmax(-1, true);
                 let loss = logits.log_softmax(-1, Kind::Float).gather(1, &top, false).sum(Kind::Float);
                 Tensor::f_run_backward(&[loss], &[&x], false, false)
             })?;
             let g = grad.into_iter().next().ok_or_else(|| Error::Model("odin: no input gradient".into()))?;
             (&xs + g.sign() * self.cfg.epsilon).detach()
-        } else {
-            xs
         };
         let _guard = tch::no_grad_guard();
-        let logits = model.net.forward(&x, gates.as_ref(), false).to_kind(Kind::Double) / t;
-        finite_scores(self.name(), &one_minus_max_softmax(&logits))
+        let logits = v.route.forward(v.model, &x).1.to_kind(Kind::Double) / t;
+        Ok(one_minus_max_softmax(&logits))
     }
 }

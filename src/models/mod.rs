@@ -148,6 +148,8 @@ pub struct Model {
     pub arch: Arch,
     pub vs: nn::VarStore,
     pub net: Box<dyn Classifier>,
+    /// The width of the logits.
+    classes: i64,
 }
 
 impl Model {
@@ -155,16 +157,23 @@ impl Model {
     pub fn new(arch: Arch, device: Device) -> Model {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
+        // every dataset advdet reads (MNIST, Fashion-MNIST, CIFAR-10) has ten classes
+        let classes = 10;
         let net: Box<dyn Classifier> = match arch {
-            Arch::Lenet => Box::new(lenet::Lenet::new(&root, 10)),
-            Arch::VggSmall => Box::new(vgg::VggSmall::new(&root, 10)),
-            Arch::Resnet20 => Box::new(resnet::Resnet20::new(&root, 10)),
+            Arch::Lenet => Box::new(lenet::Lenet::new(&root, classes)),
+            Arch::VggSmall => Box::new(vgg::VggSmall::new(&root, classes)),
+            Arch::Resnet20 => Box::new(resnet::Resnet20::new(&root, classes)),
         };
-        Model { arch, vs, net }
+        Model { arch, vs, net, classes }
     }
 
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// The number of classes the network tells apart (its logits' width).
+    pub fn num_classes(&self) -> i64 {
+        self.classes
     }
 
     pub fn gate_layout(&self) -> &GateLayout {

@@ -1,8 +1,8 @@
 //! index.html of a suite report (the full-model vs class-subnetwork detector comparison of Wang, Su, Zhang, Hu,
 //! arXiv 1910.02673): the AUROC table, ROC plots, subnetwork heatmap and sparsity, all linked by relative paths.
+use crate::records::{SubnetRecord, SuiteRecord};
 use crate::report::manifest::PROTOCOL_NOTE;
 use crate::report::tables::PaperTable;
-use crate::records::{SubnetRecord, SuiteRecord};
 
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")

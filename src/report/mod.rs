@@ -3,8 +3,8 @@
 pub mod heatmap;
 pub mod html;
 pub mod manifest;
-pub mod render;
 pub mod plot;
+pub mod render;
 pub mod tables;
 
 use std::sync::Once;

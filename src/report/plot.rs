@@ -1,8 +1,8 @@
 //! ROC curves as SVG or PNG (plotters): one line per detector and mode, with the chance diagonal, for the
 //! full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673).
 use crate::error::Error;
-use crate::metrics::Roc;
 use crate::io::write_atomic;
+use crate::metrics::Roc;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;

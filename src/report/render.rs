@@ -1,11 +1,11 @@
 //! Renders a suite report folder from records alone (results tables, paper table, ROC plots, subnetwork heatmap and
 //! sparsity, index.html) for the full-model vs class-subnetwork detector comparison of Wang et al., arXiv 1910.02673.
 use crate::error::{Error, Result};
+use crate::io::write_bytes;
 use crate::metrics::Roc;
+use crate::records::{self, JobRecord, SuiteRecord};
 use crate::report::html::{index_html, Links};
 use crate::report::tables::{results_frame, sparsity_markdown, write_results, PaperTable};
-use crate::io::write_bytes;
-use crate::records::{self, JobRecord, SuiteRecord};
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -2,8 +2,8 @@
 //! arXiv 1910.02673), built with polars: results.csv / results.parquet with one row per dataset x model x attack x
 //! params x detector x mode x protocol, and the paper-shaped AUROC table (rows: attacks; columns: detector x mode).
 use crate::error::{Error, Result};
-use crate::metrics::METRIC_NAMES;
 use crate::io::write_atomic;
+use crate::metrics::METRIC_NAMES;
 use crate::records::{JobRecord, SubnetRecord, SuiteRecord};
 use polars::prelude::*;
 use std::path::Path;

@@ -115,4 +115,3 @@ impl StageDir {
         read_json(&self.done_path())
     }
 }
-

@@ -1,8 +1,9 @@
 //! The list-valued parts of a suite file (the benchmark of Wang, Su, Zhang, Hu, arXiv 1910.02673): `[[attack]]`
 //! entries expanded into one job per eps value, and the `[detectors]` table split into names, modes and parameters.
 use crate::attacks::AttackSpec;
-use crate::detectors::{self, DetectorConfig, Mode, ALL_DETECTORS};
+use crate::detectors::{self, DetectorConfig, DetectorKind};
 use crate::error::{Error, Result};
+use crate::routes::RouteKind;
 use crate::suite::locate::Locator;
 use crate::suite::schema::Job;
 
@@ -73,7 +74,10 @@ fn params_string(t: &toml::Table) -> String {
         .join(" ")
 }
 
-pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<(Vec<String>, Vec<Mode>, DetectorConfig)> {
+pub(crate) fn detector_section(
+    loc: &Locator,
+    mut t: toml::Table,
+) -> Result<(Vec<DetectorKind>, Vec<RouteKind>, DetectorConfig)> {
     let all_requested = t.get("names").and_then(|v| v.as_str()) == Some("all");
     let names: Vec<String> = match t.remove("names") {
         None => {
@@ -84,7 +88,7 @@ pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<(Vec
                 "missing key `names` (a list of detectors, or \"all\")",
             ))
         }
-        Some(toml::Value::String(s)) if s == "all" => ALL_DETECTORS.iter().map(|s| s.to_string()).collect(),
+        Some(toml::Value::String(s)) if s == "all" => DetectorKind::ALL.iter().map(|d| d.to_string()).collect(),
         Some(toml::Value::Array(a)) if !a.is_empty() => a
             .iter()
             .map(|v| v.as_str().map(str::to_string))
@@ -99,12 +103,12 @@ pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<(Vec
             ))
         }
     };
-    let modes: Vec<Mode> = match t.remove("modes") {
-        None => Mode::ALL.to_vec(),
+    let modes: Vec<RouteKind> = match t.remove("modes") {
+        None => RouteKind::ALL.to_vec(),
         Some(toml::Value::Array(a)) if !a.is_empty() => a
             .iter()
             .map(|v| v.as_str().ok_or_else(|| Error::config("mode", v, "must be a string")).and_then(str::parse))
-            .collect::<Result<Vec<Mode>>>()
+            .collect::<Result<Vec<RouteKind>>>()
             .map_err(|e| loc.error_section("detectors", 0, Some("modes"), &e.to_string()))?,
         Some(_) => {
             return Err(loc.error_section("detectors", 0, Some("modes"), "expected a non-empty list: full, subnet"))
@@ -121,12 +125,16 @@ pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<(Vec
     let cfg: DetectorConfig = loc.typed(t, "detectors", 0)?;
     let mut kept = Vec::new();
     for name in &names {
-        let det = detectors::by_name(name, &cfg)
+        let kind: DetectorKind =
+            name.parse().map_err(|e: Error| loc.error_section("detectors", 0, Some("names"), &e.to_string()))?;
+        let det = detectors::build(kind, &cfg)
             .map_err(|e| loc.error_section("detectors", 0, Some("names"), &e.to_string()))?;
-        if det.modes().iter().any(|m| modes.contains(m)) {
-            kept.push(name.clone());
+        if !det.routes_of(&modes).is_empty() {
+            kept.push(kind);
         } else if !all_requested {
-            let msg = format!("detector {name} supports none of the modes asked for ({:?})", det.modes());
+            let runs_on: Vec<&str> = det.routes_of(&RouteKind::ALL).iter().map(|r| r.as_str()).collect();
+            let msg =
+                format!("detector {name} runs on none of the modes asked for (it runs on {})", runs_on.join(", "));
             return Err(loc.error_section("detectors", 0, Some("modes"), &msg));
         }
     }

@@ -1,10 +1,10 @@
 //! `advdet merge`: combines the reports of a suite's shards into the report an unsharded run writes (the benchmark
 //! of Wang, Su, Zhang, Hu, arXiv 1910.02673), by rendering the union of their records.
 use crate::error::{Error, Result};
-use crate::report::manifest::{Manifest, StageTime};
-use crate::report::tables::PaperTable;
 use crate::io::read_json;
 use crate::records::{self, JobRecord, SuiteRecord};
+use crate::report::manifest::{Manifest, StageTime};
+use crate::report::tables::PaperTable;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

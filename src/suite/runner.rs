@@ -4,10 +4,10 @@
 use crate::cpu::CpuMode;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
+use crate::records::{JobRecord, SuiteRecord};
 use crate::report::manifest::{git_commit, Manifest, StageTime};
 use crate::report::tables::PaperTable;
 use crate::suite::cache::Cache;
-use crate::records::{JobRecord, SuiteRecord};
 use crate::suite::schema::Suite;
 use crate::suite::scoring::{clean_scores, detector_slots, job_record, JobInputs};
 use crate::suite::shard::Shard;
@@ -129,9 +129,9 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         fit_images: data.fit.len(),
         bootstrap: suite.bootstrap,
         jobs: suite.jobs.len(),
-        detectors: slots.iter().map(|s| s.name.clone()).collect(),
+        detectors: slots.iter().map(|s| s.kind.to_string()).collect(),
         modes: suite.modes.iter().map(|m| m.to_string()).collect(),
-        protocols: suite.protocols.clone(),
+        protocols: suite.protocols.iter().map(|p| p.to_string()).collect(),
         subnet: sub.record.clone(),
     };
     let tables = crate::report::render::render(&dir, &suite_record, &records, Some(&sub.file))?;

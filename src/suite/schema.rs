@@ -4,10 +4,12 @@
 use crate::attacks::AttackSpec;
 use crate::cpu::CpuMode;
 use crate::data::DatasetName;
-use crate::detectors::{DetectorConfig, Mode};
+use crate::detectors::{DetectorConfig, DetectorKind};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
+use crate::eval::Protocol;
 use crate::models::Arch;
+use crate::routes::RouteKind;
 use crate::subnet::ExtractConfig;
 use crate::suite::expand::{detector_section, expand_attacks};
 use crate::suite::locate::{line_of, Locator};
@@ -116,13 +118,14 @@ pub struct Suite {
     pub model: ModelSpec,
     pub subnet: ExtractConfig,
     pub jobs: Vec<Job>,
-    pub detectors: Vec<String>,
-    pub modes: Vec<Mode>,
+    pub detectors: Vec<DetectorKind>,
+    /// The routes detectors score on (`[detectors] modes`).
+    pub modes: Vec<RouteKind>,
     pub detector_config: DetectorConfig,
     /// Bootstrap resamples for the confidence intervals (0: none).
     pub bootstrap: usize,
-    /// "successful" and/or "all" (see `detectors::protocol_sets`).
-    pub protocols: Vec<String>,
+    /// Successful and/or all (see `eval::protocol_sets`).
+    pub protocols: Vec<Protocol>,
 }
 
 /// Reads and validates a suite file.
@@ -177,10 +180,11 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
     detector_config.validate().map_err(|e| loc.error_section("detectors", 0, None, &e.to_string()))?;
 
     let protocols = match raw.metrics.protocol {
-        None => vec!["successful".to_string()],
+        None => vec![Protocol::Successful],
         Some(p) => match p.get_ref().as_str() {
-            "successful" | "all" => vec![p.get_ref().clone()],
-            "both" => vec!["successful".into(), "all".into()],
+            "successful" => vec![Protocol::Successful],
+            "all" => vec![Protocol::All],
+            "both" => Protocol::BOTH.to_vec(),
             other => {
                 return Err(loc.error_line(
                     Some(line_of(src, p.span().start)),

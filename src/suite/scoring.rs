@@ -1,12 +1,13 @@
-//! The scoring and metric stages of a suite run: confidence detectors in full and class-subnetwork mode (Wang et al.,
-//! arXiv 1910.02673) score clean and adversarial images, fitted lazily on held-out clean training images only, and
-//! each job's metrics with bootstrap intervals become its record.
-use crate::detectors::{self, protocol_sets, score_batched, Detector, Mode};
+//! The scoring and metric stages of a suite run, cached: every detector scores clean and adversarial images on each of
+//! its routes (full model, class subnetwork of Wang et al., arXiv 1910.02673, ...) through `eval`, fitted lazily on
+//! held-out clean training images only, and each job's metrics with bootstrap intervals become its record.
+use crate::detectors::{self, Detector, DetectorKind};
 use crate::error::Result;
-use crate::metrics;
+use crate::eval::{self, MetricSpec, Scoring};
 use crate::io::{read_json, write_json};
+use crate::records::JobRecord;
+use crate::routes::{Resources, RouteKind};
 use crate::suite::cache::KeyBuilder;
-use crate::records::{Curve, JobRecord, MetricValue, RowRecord};
 use crate::suite::schema::Job;
 use crate::suite::stages::{load_tensors, save_tensors, AttackStage, Ctx, DataStage, ModelStage, SubnetStage};
 use std::collections::BTreeMap;
@@ -15,75 +16,93 @@ use tch::{Kind, Tensor};
 
 /// One detector of the suite, fitted on first use.
 pub struct DetectorSlot {
-    pub name: String,
+    pub kind: DetectorKind,
     pub detector: Box<dyn Detector>,
-    pub modes: Vec<Mode>,
+    /// The suite's routes it runs on.
+    pub routes: Vec<RouteKind>,
     /// Key of everything that determines its scores on given images.
     pub key: String,
     fitted: bool,
 }
 
-/// Every detector of the suite with the modes it runs in (the suite's modes it supports).
+/// Every detector of the suite with the routes it runs on (the suite's routes it supports).
 pub fn detector_slots(ctx: &Ctx, data: &DataStage, model: &ModelStage, sub: &SubnetStage) -> Result<Vec<DetectorSlot>> {
     let s = ctx.suite;
     s.detectors
         .iter()
-        .map(|name| {
-            let detector = detectors::by_name(name, &s.detector_config)?;
-            let modes: Vec<Mode> = s.modes.iter().copied().filter(|m| detector.modes().contains(m)).collect();
+        .map(|&kind| {
+            let detector = detectors::build(kind, &s.detector_config)?;
+            let routes = detector.routes_of(&s.modes);
             let key = KeyBuilder::new("detector")
-                .part("name", name)
+                .part("name", kind)
                 .json("config", &s.detector_config)
-                .json("modes", &modes)
+                .json("modes", &routes)
                 .part("model", &model.hash)
                 .part("subnets", &sub.key)
                 .part("data", &data.key)
                 .part("device", ctx.device_kind())
                 .finish();
-            Ok(DetectorSlot { name: name.clone(), detector, modes, key, fitted: false })
+            Ok(DetectorSlot { kind, detector, routes, key, fitted: false })
         })
         .collect()
 }
 
-/// Scores of `images` by one detector in each of its modes, cached under `stage`-`key`; `[mode] -> scores`.
+/// Scores of `images` by every detector on each of its routes, `[detector][route] -> scores`, each detector's cached
+/// under `stage_name`-`keys[d]`. The detectors not in the cache are scored together: each batch goes through each
+/// route once, whatever the number of detectors.
+#[allow(clippy::too_many_arguments)]
 fn scores_stage(
     ctx: &mut Ctx,
     stage_name: &str,
-    key: &str,
-    slot: &mut DetectorSlot,
+    keys: &[String],
+    slots: &mut [DetectorSlot],
     images: &Tensor,
+    label: &str,
     data: &DataStage,
     model: &ModelStage,
     sub: &SubnetStage,
-) -> Result<Vec<Vec<f64>>> {
+) -> Result<Vec<Vec<Vec<f64>>>> {
     let start = Instant::now();
-    let stage = ctx.cache.stage(stage_name, key);
-    let computed = !stage.is_done();
-    if computed {
-        if !slot.fitted && slot.detector.needs_fit() {
-            let fit_start = Instant::now();
-            slot.detector.fit(&model.model, &data.fit)?;
-            ctx.record("fit", true, fit_start);
+    let stages: Vec<_> = keys.iter().map(|k| ctx.cache.stage(stage_name, k)).collect();
+    let todo: Vec<usize> = (0..slots.len()).filter(|&d| !stages[d].is_done()).collect();
+    if !todo.is_empty() {
+        for &d in &todo {
+            let slot = &mut slots[d];
+            if !slot.fitted && slot.detector.needs_fit() {
+                let fit_start = Instant::now();
+                slot.detector.fit(&model.model, &data.fit)?;
+                ctx.record("fit", true, fit_start);
+            }
+            slot.fitted = true;
         }
-        slot.fitted = true;
-        stage.create()?;
-        let batch = ctx.suite.batch_size as i64;
-        let mut tensors = Vec::new();
-        for &mode in &slot.modes {
-            let s = score_batched(slot.detector.as_ref(), &model.model, Some(&sub.subnets), mode, images, batch)?;
-            tensors.push((mode.as_str(), Tensor::from_slice(&s)));
+        let scorings: Vec<Scoring> = todo
+            .iter()
+            .map(|&d| Scoring { detector: slots[d].detector.as_ref(), routes: slots[d].routes.clone() })
+            .collect();
+        let res = Resources { subnets: Some(&sub.subnets) };
+        let scored = eval::score_images(&model.model, res, &scorings, images, ctx.suite.batch_size as i64, label)?;
+        let seconds = start.elapsed().as_secs_f64() / todo.len() as f64;
+        for (&d, per_route) in todo.iter().zip(&scored.scores) {
+            let stage = &stages[d];
+            stage.create()?;
+            let tensors: Vec<(&str, Tensor)> =
+                slots[d].routes.iter().zip(per_route).map(|(r, s)| (r.as_str(), Tensor::from_slice(s))).collect();
+            let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+            save_tensors(&stage.file("scores.safetensors"), &named)?;
+            stage.finish(&BTreeMap::from([("seconds", seconds)]))?;
         }
-        let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-        save_tensors(&stage.file("scores.safetensors"), &named)?;
-        stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
     }
-    let names: Vec<&str> = slot.modes.iter().map(|m| m.as_str()).collect();
-    let t = load_tensors(&stage.file("scores.safetensors"), &names)?;
-    ctx.record("scores", computed, start);
-    t.iter().map(|x| Ok(Vec::<f64>::try_from(x.to_kind(Kind::Double))?)).collect()
+    let mut all = Vec::new();
+    for (d, slot) in slots.iter().enumerate() {
+        let names: Vec<&str> = slot.routes.iter().map(|r| r.as_str()).collect();
+        let t = load_tensors(&stages[d].file("scores.safetensors"), &names)?;
+        all.push(t.iter().map(|x| Ok(Vec::<f64>::try_from(x.to_kind(Kind::Double))?)).collect::<Result<Vec<_>>>()?);
+    }
+    ctx.record_many("scores", todo.len(), slots.len() - todo.len(), start);
+    Ok(all)
 }
 
-/// Clean-image scores of every detector: `[detector][mode]`, and their stage keys.
+/// Clean-image scores of every detector: `[detector][route]`, and their stage keys.
 pub fn clean_scores(
     ctx: &mut Ctx,
     slots: &mut [DetectorSlot],
@@ -91,12 +110,9 @@ pub fn clean_scores(
     model: &ModelStage,
     sub: &SubnetStage,
 ) -> Result<(Vec<Vec<Vec<f64>>>, Vec<String>)> {
-    let (mut all, mut keys) = (Vec::new(), Vec::new());
-    for slot in slots.iter_mut() {
-        let key = KeyBuilder::new("clean-scores").part("detector", &slot.key).finish();
-        all.push(scores_stage(ctx, "clean-scores", &key, slot, &data.test.images, data, model, sub)?);
-        keys.push(key);
-    }
+    let keys: Vec<String> =
+        slots.iter().map(|slot| KeyBuilder::new("clean-scores").part("detector", &slot.key).finish()).collect();
+    let all = scores_stage(ctx, "clean-scores", &keys, slots, &data.test.images, "clean", data, model, sub)?;
     Ok((all, keys))
 }
 
@@ -108,29 +124,6 @@ pub struct JobInputs<'a> {
     pub pred_clean: &'a [i64],
     pub clean: &'a [Vec<Vec<f64>>],
     pub clean_keys: &'a [String],
-}
-
-fn metric_values(labels: &[bool], scores: &[f64], bootstrap: usize, seed: u64) -> Result<Vec<MetricValue>> {
-    let (n_adv, n) = (labels.iter().filter(|&&l| l).count(), labels.len());
-    if n_adv == 0 || n_adv == n {
-        let none = |m: &str| MetricValue { name: m.to_string(), point: None, lo: None, hi: None };
-        return Ok(metrics::METRIC_NAMES.iter().map(|m| none(m)).collect());
-    }
-    let (point, ci) = if bootstrap > 0 {
-        let w = metrics::bootstrap(labels, scores, bootstrap, seed)?;
-        (w.point, Some((w.lo, w.hi)))
-    } else {
-        (metrics::compute(labels, scores)?, None)
-    };
-    Ok(metrics::METRIC_NAMES
-        .iter()
-        .map(|m| MetricValue {
-            name: m.to_string(),
-            point: point.get(m).filter(|v| v.is_finite()),
-            lo: ci.and_then(|(lo, _)| lo.get(m)).filter(|v| v.is_finite()),
-            hi: ci.and_then(|(_, hi)| hi.get(m)).filter(|v| v.is_finite()),
-        })
-        .collect())
 }
 
 /// Adversarial scores and metrics of one job, cached as its record.
@@ -154,7 +147,7 @@ pub fn job_record(
         .json("protocols", &s.protocols)
         .part("job", format!("{} {} {}", inp.job.index, inp.job.name, inp.job.params));
     for (slot, (ck, ak)) in slots.iter().zip(inp.clean_keys.iter().zip(&adv_keys)) {
-        kb = kb.part("detector", &slot.name).part("clean", ck).part("adv", ak);
+        kb = kb.part("detector", slot.kind).part("clean", ck).part("adv", ak);
     }
     let stage = ctx.cache.stage("metrics", &kb.finish());
     if stage.is_done() {
@@ -163,36 +156,22 @@ pub fn job_record(
         ctx.record("metrics", false, start);
         return Ok(rec);
     }
-    let mut adv_scores = Vec::new();
-    for (slot, key) in slots.iter_mut().zip(&adv_keys) {
-        adv_scores.push(scores_stage(ctx, "scores", key, slot, &inp.attack.adversarial, data, model, sub)?);
-    }
+    let label = format!("{} {}", inp.job.name, inp.job.params);
+    let adv_scores = scores_stage(ctx, "scores", &adv_keys, slots, &inp.attack.adversarial, &label, data, model, sub)?;
     let start = Instant::now();
-    let mut rows = Vec::new();
-    for (d, slot) in slots.iter().enumerate() {
-        for (m, mode) in slot.modes.iter().enumerate() {
-            let (succ, all) =
-                protocol_sets(&inp.clean[d][m], &adv_scores[d][m], inp.labels, inp.pred_clean, &inp.attack.pred_adv);
-            for protocol in &s.protocols {
-                let set = if protocol == "all" { &all } else { &succ };
-                let (n_neg, n_pos) = set.counts();
-                let metrics = metric_values(&set.labels, &set.scores, s.bootstrap, s.seed)?;
-                let roc = match n_pos > 0 && n_neg > 0 {
-                    true => metrics::roc_curve(&set.labels, &set.scores).ok().map(|r| Curve::thinned(&r.fpr, &r.tpr)),
-                    false => None,
-                };
-                rows.push(RowRecord {
-                    detector: slot.name.clone(),
-                    mode: mode.to_string(),
-                    protocol: protocol.clone(),
-                    n_pos,
-                    n_neg,
-                    metrics,
-                    roc,
-                });
-            }
-        }
-    }
+    let names: Vec<&str> = slots.iter().map(|slot| slot.kind.as_str()).collect();
+    let routes: Vec<Vec<RouteKind>> = slots.iter().map(|slot| slot.routes.clone()).collect();
+    let spec = MetricSpec { protocols: s.protocols.clone(), bootstrap: s.bootstrap, seed: s.seed };
+    let rows = eval::metric_rows(
+        &names,
+        &routes,
+        inp.clean,
+        &adv_scores,
+        inp.labels,
+        inp.pred_clean,
+        &inp.attack.pred_adv,
+        &spec,
+    )?;
     let rec = JobRecord {
         index: inp.job.index,
         attack: inp.job.name.clone(),

@@ -6,10 +6,10 @@ use crate::error::{Error, Result};
 use crate::io::{read_json, sha256_file, write_atomic, write_json};
 use crate::models::checkpoint;
 use crate::models::Model;
+use crate::records::SubnetRecord;
 use crate::report::manifest::StageTime;
 use crate::subnet::{self, Subnets};
 use crate::suite::cache::{Cache, KeyBuilder, StageDir};
-use crate::records::SubnetRecord;
 use crate::suite::schema::{Job, ModelSpec, Suite};
 use crate::train;
 use std::collections::BTreeMap;
@@ -42,17 +42,19 @@ impl<'a> Ctx<'a> {
 
     /// Adds one instance of `stage` to the tally.
     pub fn record(&mut self, stage: &'static str, computed: bool, start: Instant) {
+        self.record_many(stage, computed as usize, !computed as usize, start);
+    }
+
+    /// Records `computed` and `cached` instances of `stage` that took the time since `start` together.
+    pub fn record_many(&mut self, stage: &'static str, computed: usize, cached: usize, start: Instant) {
         let e = self.stats.entry(stage).or_insert_with(|| StageTime {
             stage: stage.to_string(),
             computed: 0,
             cached: 0,
             seconds: 0.0,
         });
-        if computed {
-            e.computed += 1;
-        } else {
-            e.cached += 1;
-        }
+        e.computed += computed;
+        e.cached += cached;
         e.seconds += start.elapsed().as_secs_f64();
     }
 
@@ -131,7 +133,7 @@ pub fn data_stage(ctx: &mut Ctx) -> Result<DataStage> {
     if computed {
         stage.create()?;
         let test = test_full.limit(n_test);
-        let fit = crate::detectors::fit_split(&train_full, d.fit_size);
+        let fit = crate::eval::fit_split(&train_full, d.fit_size);
         let tensors = [
             ("test_images", &test.images),
             ("test_labels", &test.labels),

@@ -1,11 +1,43 @@
 //! The evaluation protocol of the detection benchmark (as in Ma et al. 2018 and Lee et al. 2018: only images the model
-//! gets right count as clean, only attacks that succeed count as adversarial), batched scoring and the fitting split.
-use super::{Detector, Mode};
+//! gets right count as clean, only attacks that succeed count as adversarial) and the fitting split.
 use crate::data::Dataset;
-use crate::error::Result;
-use crate::models::Model;
-use crate::subnet::Subnets;
-use tch::Tensor;
+use crate::error::{Error, Result};
+
+/// Which adversarial images count as positives (see `protocol_sets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// The adversarial versions that the model misclassifies (the main protocol).
+    Successful,
+    /// Every adversarial version, whether the attack succeeded or not.
+    All,
+}
+
+impl Protocol {
+    pub const BOTH: [Protocol; 2] = [Protocol::Successful, Protocol::All];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Successful => "successful",
+            Protocol::All => "all",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Protocol::BOTH
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| Error::config("protocol", s, "expected successful or all"))
+    }
+}
 
 /// Labels (true = adversarial, the positive class) and scores to hand to `metrics::compute` / `metrics::bootstrap`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,28 +99,14 @@ pub fn protocol_sets(
     (successful, all)
 }
 
-/// Scores a dataset-sized tensor `[N, C, H, W]` (on any device) in batches of `batch_size`, with a progress bar.
-/// Every detector here scores each image independently of the others in its batch, so the result does not depend on
-/// `batch_size`.
-pub fn score_batched(
-    det: &dyn Detector,
-    model: &Model,
-    subnets: Option<&Subnets>,
-    mode: Mode,
-    xs: &Tensor,
-    batch_size: i64,
-) -> Result<Vec<f64>> {
-    let n = xs.size().first().copied().unwrap_or(0);
-    let b = batch_size.max(1);
-    let bar = crate::progress::bar(n.max(0) as u64, &format!("{}/{}", det.name(), mode));
-    let mut scores = Vec::with_capacity(n.max(0) as usize);
-    for start in (0..n).step_by(b as usize) {
-        let batch = xs.narrow(0, start, b.min(n - start)).to_device(model.device());
-        scores.extend(det.score(model, subnets, mode, &batch)?);
-        bar.inc(b.min(n - start) as u64);
+impl ScoredSet {
+    /// The set of `protocol` out of `protocol_sets`' pair.
+    pub fn pick<'a>(pair: &'a (ScoredSet, ScoredSet), protocol: Protocol) -> &'a ScoredSet {
+        match protocol {
+            Protocol::Successful => &pair.0,
+            Protocol::All => &pair.1,
+        }
     }
-    bar.finish_and_clear();
-    Ok(scores)
 }
 
 /// The fitting split: the last `fit_size` images of the training split (`train` must be the training split; the

@@ -1,0 +1,140 @@
+//! One evaluation path, shared by `advdet detect` and the suite runner: images are scored in batches, each batch goes
+//! through the full model once and through every other route once, and every detector scores from those passes; the
+//! scores of clean and adversarial images then become metric rows under the evaluation protocol.
+pub mod protocol;
+mod rows;
+
+pub use protocol::{fit_split, protocol_sets, Protocol, ScoredSet};
+pub use rows::{metric_rows, metric_values, MetricSpec};
+
+use crate::detectors::{finite_scores, Detector, View};
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::routes::{self, Pass, Resources, RouteKind};
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor};
+
+/// A detector and the routes it scores on.
+pub struct Scoring<'a> {
+    pub detector: &'a dyn Detector,
+    pub routes: Vec<RouteKind>,
+}
+
+/// The scores of one image set: `scores[i][j]` for scoring `i` and its route `j`, one per image; `pred` the full model's
+/// predicted class of each image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub scores: Vec<Vec<Vec<f64>>>,
+    pub pred: Vec<i64>,
+    /// Batched forward passes run over the set: the full model's and the other routes' (a detector's own passes on
+    /// perturbed inputs, as ODIN's, not counted).
+    pub passes: usize,
+}
+
+/// Fails unless `xs` is a float batch of images the model takes.
+fn check_images(model: &Model, xs: &Tensor) -> Result<()> {
+    let (c, h, w) = model.arch.input_shape();
+    let size = xs.size();
+    if size.len() != 4 || size[1..] != [c, h, w] {
+        return Err(Error::Model(format!(
+            "images of shape {size:?}, but arch {} takes [N, {c}, {h}, {w}]",
+            model.arch
+        )));
+    }
+    if !matches!(xs.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
+        return Err(Error::Model(format!("images of kind {:?}, expected floats in [0, 1]", xs.kind())));
+    }
+    Ok(())
+}
+
+/// The error of route `route` failing to build for `detector`, naming both.
+fn route_error(detector: &str, route: RouteKind, e: Error) -> Error {
+    match e {
+        Error::Missing(m) => Error::Missing(format!("detector {detector} in {route} mode: {m}")),
+        Error::Model(m) => Error::Model(format!("detector {detector} in {route} mode: {m}")),
+        other => other,
+    }
+}
+
+/// Scores `images` (`[N, C, H, W]`, any device) with every scoring, in batches of `batch_size`, with a progress bar
+/// labelled `label`. Each batch goes once through the full model and once through each other route asked for; every
+/// detector scores from those passes. Every detector here scores each image independently of its batch.
+pub fn score_images(
+    model: &Model,
+    res: Resources,
+    scorings: &[Scoring],
+    images: &Tensor,
+    batch_size: i64,
+    label: &str,
+) -> Result<Scores> {
+    check_images(model, images)?;
+    let mut built: BTreeMap<RouteKind, Box<dyn routes::Route + '_>> = BTreeMap::new();
+    for s in scorings {
+        let name = s.detector.name();
+        for &r in &s.routes {
+            if !s.detector.runs_on(r) {
+                let ok: Vec<&str> = s.detector.routes_of(&RouteKind::ALL).iter().map(|r| r.as_str()).collect();
+                return Err(Error::config("mode", r, format!("detector {name} runs only on {}", ok.join(", "))));
+            }
+            if !built.contains_key(&r) {
+                built.insert(r, routes::build(r, model, res).map_err(|e| route_error(name, r, e))?);
+            }
+        }
+    }
+    let n = images.size()[0];
+    let b = batch_size.max(1);
+    let bar = crate::progress::bar(n.max(0) as u64, label);
+    let mut out: Vec<Vec<Vec<f64>>> =
+        scorings.iter().map(|s| vec![Vec::with_capacity(n as usize); s.routes.len()]).collect();
+    let mut pred = Vec::with_capacity(n as usize);
+    let mut passes = 0;
+    for start in (0..n).step_by(b as usize) {
+        let len = b.min(n - start);
+        let xs = images.narrow(0, start, len).to_device(model.device()).to_kind(Kind::Float);
+        let (full, others) = {
+            let _guard = tch::no_grad_guard();
+            let full = Pass::run(model, &xs, None);
+            passes += 1;
+            let mut others = BTreeMap::new();
+            for (kind, route) in &built {
+                if let Some(p) = route.pass(model, &xs, &full)? {
+                    passes += 1;
+                    others.insert(*kind, p);
+                }
+            }
+            (full, others)
+        };
+        pred.extend(Vec::<i64>::try_from(full.logits.argmax(-1, false).to_device(Device::Cpu))?);
+        for (s, per_route) in scorings.iter().zip(out.iter_mut()) {
+            for (r, dest) in s.routes.iter().zip(per_route.iter_mut()) {
+                let route = others.get(r).unwrap_or(&full);
+                let v = View { model, xs: &xs, full: &full, route };
+                let t = s.detector.score(&v)?;
+                dest.extend(finite_scores(s.detector.name(), &t)?);
+            }
+        }
+        bar.inc(len as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Scores { scores: out, pred, passes })
+}
+
+/// The scores of one detector on one route over `xs`, in batches of `batch_size`.
+pub fn score_batched(
+    det: &dyn Detector,
+    model: &Model,
+    res: Resources,
+    route: RouteKind,
+    xs: &Tensor,
+    batch_size: i64,
+) -> Result<Vec<f64>> {
+    let label = format!("{}/{}", det.name(), route);
+    let mut s = score_images(model, res, &[Scoring { detector: det, routes: vec![route] }], xs, batch_size, &label)?;
+    Ok(s.scores.pop().and_then(|mut r| r.pop()).unwrap_or_default())
+}
+
+/// The scores of one detector on one route over one batch `xs`.
+pub fn score(det: &dyn Detector, model: &Model, res: Resources, route: RouteKind, xs: &Tensor) -> Result<Vec<f64>> {
+    let n = xs.size().first().copied().unwrap_or(1).max(1);
+    score_batched(det, model, res, route, xs, n)
+}

@@ -1,0 +1,81 @@
+//! Metric rows: for each detector, route and protocol, the metrics of its clean and adversarial scores with bootstrap
+//! intervals and a thinned ROC curve, as the records the reports render from.
+use super::protocol::{protocol_sets, Protocol, ScoredSet};
+use crate::error::Result;
+use crate::metrics;
+use crate::records::{Curve, MetricValue, RowRecord};
+use crate::routes::RouteKind;
+
+/// How metric rows are computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSpec {
+    pub protocols: Vec<Protocol>,
+    /// Bootstrap resamples for the 95% intervals (0: none).
+    pub bootstrap: usize,
+    pub seed: u64,
+}
+
+/// Every metric of `scores` (true = adversarial) with its bootstrap interval; all empty when one class is missing.
+pub fn metric_values(labels: &[bool], scores: &[f64], bootstrap: usize, seed: u64) -> Result<Vec<MetricValue>> {
+    let (n_adv, n) = (labels.iter().filter(|&&l| l).count(), labels.len());
+    if n_adv == 0 || n_adv == n {
+        let none = |m: &str| MetricValue { name: m.to_string(), point: None, lo: None, hi: None };
+        return Ok(metrics::METRIC_NAMES.iter().map(|m| none(m)).collect());
+    }
+    let (point, ci) = if bootstrap > 0 {
+        let w = metrics::bootstrap(labels, scores, bootstrap, seed)?;
+        (w.point, Some((w.lo, w.hi)))
+    } else {
+        (metrics::compute(labels, scores)?, None)
+    };
+    Ok(metrics::METRIC_NAMES
+        .iter()
+        .map(|m| MetricValue {
+            name: m.to_string(),
+            point: point.get(m).filter(|v| v.is_finite()),
+            lo: ci.and_then(|(lo, _)| lo.get(m)).filter(|v| v.is_finite()),
+            hi: ci.and_then(|(_, hi)| hi.get(m)).filter(|v| v.is_finite()),
+        })
+        .collect())
+}
+
+/// One row per (detector, route, protocol), in that order. `routes[d]` are detector `d`'s routes, `clean[d][r]` and
+/// `adv[d][r]` its scores on them; image `i` has true class `labels[i]` and predictions `pred_clean[i]`,
+/// `pred_adv[i]`.
+#[allow(clippy::too_many_arguments)]
+pub fn metric_rows(
+    detectors: &[&str],
+    routes: &[Vec<RouteKind>],
+    clean: &[Vec<Vec<f64>>],
+    adv: &[Vec<Vec<f64>>],
+    labels: &[i64],
+    pred_clean: &[i64],
+    pred_adv: &[i64],
+    spec: &MetricSpec,
+) -> Result<Vec<RowRecord>> {
+    let mut rows = Vec::new();
+    for (d, name) in detectors.iter().enumerate() {
+        for (r, route) in routes[d].iter().enumerate() {
+            let pair = protocol_sets(&clean[d][r], &adv[d][r], labels, pred_clean, pred_adv);
+            for &protocol in &spec.protocols {
+                let set: &ScoredSet = ScoredSet::pick(&pair, protocol);
+                let (n_neg, n_pos) = set.counts();
+                let metrics = metric_values(&set.labels, &set.scores, spec.bootstrap, spec.seed)?;
+                let roc = match n_pos > 0 && n_neg > 0 {
+                    true => metrics::roc_curve(&set.labels, &set.scores).ok().map(|r| Curve::thinned(&r.fpr, &r.tpr)),
+                    false => None,
+                };
+                rows.push(RowRecord {
+                    detector: name.to_string(),
+                    mode: route.to_string(),
+                    protocol: protocol.to_string(),
+                    n_pos,
+                    n_neg,
+                    metrics,
+                    roc,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,97 @@
+//! Routes: how an image reaches logits and features. The full model is one route; the subnetwork of the class the full
+//! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another. Detectors read a route's output and never ask which
+//! route it was; adding a route is one file here and one entry in `RouteKind` and `build`.
+pub mod full;
+pub mod subnet;
+
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::subnet::Subnets;
+use tch::Tensor;
+
+/// The routes a suite or `advdet detect` can run, by name (the results' `mode` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// The full model.
+    Full,
+    /// Each image through the subnetwork (binary mask) of the class the full model predicts for it.
+    Subnet,
+}
+
+impl RouteKind {
+    pub const ALL: [RouteKind; 2] = [RouteKind::Full, RouteKind::Subnet];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Full => "full",
+            RouteKind::Subnet => "subnet",
+        }
+    }
+
+    /// Whether the route is the full model itself (detectors fitted on the full model's features run only there;
+    /// detectors that compare a route with the full model run everywhere else).
+    pub fn is_full(self) -> bool {
+        self == RouteKind::Full
+    }
+}
+
+impl std::fmt::Display for RouteKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RouteKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        RouteKind::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = RouteKind::ALL.iter().map(|r| r.as_str()).collect();
+            Error::config("mode", s, format!("expected {}", names.join(" or ")))
+        })
+    }
+}
+
+/// What routes may draw on besides the model.
+#[derive(Clone, Copy, Default)]
+pub struct Resources<'a> {
+    /// The class subnetworks (the `subnet` route).
+    pub subnets: Option<&'a Subnets>,
+}
+
+/// One forward pass of a batch along a route (eval mode): logits, penultimate features and, for gated routes, the
+/// per-sample gates it applied.
+pub struct Pass {
+    pub logits: Tensor,
+    pub features: Tensor,
+    pub gates: Option<Tensor>,
+}
+
+impl Pass {
+    /// The forward of `xs` through `model` with `gates` (eval mode; gradients as the caller's guard says).
+    pub fn run(model: &Model, xs: &Tensor, gates: Option<Tensor>) -> Pass {
+        let (features, logits) = model.net.forward_all(xs, gates.as_ref(), false);
+        Pass { logits, features, gates }
+    }
+
+    /// The same network on other inputs (the gates of this pass): for detectors that perturb their input.
+    pub fn forward(&self, model: &Model, xs: &Tensor) -> (Tensor, Tensor) {
+        model.net.forward_all(xs, self.gates.as_ref(), false)
+    }
+}
+
+/// A way through the network. `pass` gets the batch and the full model's pass over it (computed once per batch and
+/// shared by every route), and returns its own pass.
+pub trait Route {
+    fn kind(&self) -> RouteKind;
+    /// The route's pass over `xs` (no gradient), given the full model's pass `full` over the same images.
+    fn pass(&self, model: &Model, xs: &Tensor, full: &Pass) -> Result<Option<Pass>>;
+}
+
+/// The route `kind`, checked against the model and the resources it needs (an error names what is missing).
+pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<Box<dyn Route + 'a>> {
+    Ok(match kind {
+        RouteKind::Full => Box::new(full::Full),
+        RouteKind::Subnet => Box::new(subnet::ClassSubnet::new(model, res.subnets)?),
+    })
+}
