@@ -32,27 +32,30 @@ fn matches_torchattacks_golden_vectors() -> TestResult {
     assert_eq!(attacks.len(), 8, "every golden vector is checked");
     for (key, p) in attacks {
         let name = p["attack"].as_str().ok_or("no attack name")?;
-        let mut spec = AttackSpec::named(name);
-        spec.eps = p["eps"].as_f64();
-        spec.alpha = p["alpha"].as_f64();
-        spec.steps = p["steps"].as_u64().map(|s| s as usize);
-        spec.decay = p["decay"].as_f64();
-        if name.starts_with("pgd") {
-            spec.random_start = Some(false);
+        let mut fields = serde_json::json!({ "name": name });
+        for key in ["eps", "alpha", "steps", "decay"] {
+            if !p[key].is_null() {
+                fields[key] = p[key].clone();
+            }
         }
+        if name.starts_with("pgd") {
+            fields["random_start"] = false.into();
+        }
+        let spec: AttackSpec = serde_json::from_value(fields)?;
+        let (eps, alpha, steps) = (p["eps"].as_f64(), p["alpha"].as_f64(), p["steps"].as_u64().map(|s| s as usize));
         let targeted = p["targeted"].as_bool().unwrap_or(false);
         let adv = match (name, targeted) {
             (_, false) => attacks::build(&spec, None)?.perturb(&model, &images, &labels)?,
             ("fgsm", true) => {
-                let a = attacks::Fgsm { eps: spec.eps.ok_or("eps")?, targeting: given.clone() };
+                let a = attacks::Fgsm { eps: eps.ok_or("eps")?, targeting: given.clone() };
                 a.perturb(&model, &images, &labels)?
             }
             (_, true) => {
                 let base = if name == "pgd-l2" { Pgd::l2() } else { Pgd::linf() };
                 let a = Pgd {
-                    eps: spec.eps.ok_or("eps")?,
-                    alpha: spec.alpha.ok_or("alpha")?,
-                    steps: spec.steps.ok_or("steps")?,
+                    eps: eps.ok_or("eps")?,
+                    alpha: alpha.ok_or("alpha")?,
+                    steps: steps.ok_or("steps")?,
                     random_start: false,
                     targeting: given.clone(),
                     ..base
@@ -69,6 +72,11 @@ fn matches_torchattacks_golden_vectors() -> TestResult {
 }
 
 /// The first `n` MNIST test images (file order) and the trained LeNet.
+/// An attack spec from the JSON of a suite file's `[[attack]]` entry.
+fn spec(json: &str) -> Result<AttackSpec, serde_json::Error> {
+    serde_json::from_str(json)
+}
+
 fn mnist_and_lenet(n: usize) -> Result<(Model, Tensor, Tensor), Box<dyn std::error::Error>> {
     let ds = data::load(DatasetName::Mnist, None, Split::Test)?.limit(n);
     Ok((common::load_lenet_mnist(), ds.images, ds.labels))
@@ -127,26 +135,21 @@ fn check_properties(model: &Model, xs: &Tensor, ys: &Tensor, case: &Case) -> Tes
 fn every_attack_keeps_budget_range_and_lowers_accuracy() -> TestResult {
     let (model, xs, ys) = mnist_and_lenet(96)?;
     let subnets = half_fc_subnets(&model);
-    let spec = |name: &str, f: &dyn Fn(&mut AttackSpec)| {
-        let mut s = AttackSpec::named(name);
-        f(&mut s);
-        s
-    };
     let specs = [
-        spec("fgsm", &|s| s.eps = Some(0.3)),
-        spec("bim", &|s| (s.eps, s.alpha, s.steps) = (Some(0.2), Some(0.03), Some(10))),
-        spec("pgd-linf", &|s| (s.eps, s.steps, s.restarts, s.seed) = (Some(0.2), Some(10), Some(2), Some(3))),
-        spec("pgd-l2", &|s| (s.eps, s.steps, s.seed) = (Some(1.5), Some(10), Some(5))),
-        spec("mifgsm", &|s| s.eps = Some(0.2)),
-        spec("cw-l2", &|s| (s.c, s.steps, s.binary_steps) = (Some(10.0), Some(30), Some(1))),
-        spec("deepfool", &|s| s.steps = Some(10)),
-        spec("adaptive", &|s| (s.eps, s.steps, s.kappa) = (Some(0.2), Some(10), Some(1.0))),
+        spec(r#"{"name": "fgsm", "eps": 0.3}"#)?,
+        spec(r#"{"name": "bim", "eps": 0.2, "alpha": 0.03, "steps": 10}"#)?,
+        spec(r#"{"name": "pgd-linf", "eps": 0.2, "steps": 10, "restarts": 2, "seed": 3}"#)?,
+        spec(r#"{"name": "pgd-l2", "eps": 1.5, "steps": 10, "seed": 5}"#)?,
+        spec(r#"{"name": "mifgsm", "eps": 0.2}"#)?,
+        spec(r#"{"name": "cw-l2", "c": 10.0, "steps": 30, "binary_steps": 1}"#)?,
+        spec(r#"{"name": "deepfool", "steps": 10}"#)?,
+        spec(r#"{"name": "adaptive", "eps": 0.2, "steps": 10, "kappa": 1.0}"#)?,
     ];
     for s in &specs {
         let start = std::time::Instant::now();
         let case = Case { attack: attacks::build(s, Some(&subnets))?, budget_check: true };
         check_properties(&model, &xs, &ys, &case)?;
-        eprintln!("{}: {:.1} s", s.name, start.elapsed().as_secs_f64());
+        eprintln!("{}: {:.1} s", s.name(), start.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -155,13 +158,12 @@ fn every_attack_keeps_budget_range_and_lowers_accuracy() -> TestResult {
 fn adaptive_with_zero_weight_is_pgd_and_with_weight_keeps_the_subnet_confident() -> TestResult {
     let (model, xs, ys) = mnist_and_lenet(64)?;
     let subnets = half_fc_subnets(&model);
-    let mut spec = AttackSpec::named("adaptive");
-    (spec.eps, spec.steps, spec.kappa) = (Some(0.2), Some(10), Some(0.0));
-    let zero = attacks::build(&spec, Some(&subnets))?.perturb(&model, &xs, &ys)?;
+    let zero_weight = spec(r#"{"name": "adaptive", "eps": 0.2, "steps": 10, "kappa": 0.0}"#)?;
+    let zero = attacks::build(&zero_weight, Some(&subnets))?.perturb(&model, &xs, &ys)?;
     let pgd = Pgd { eps: 0.2, steps: 10, ..Pgd::linf() }.perturb(&model, &xs, &ys)?;
     assert!(zero.equal(&pgd), "kappa 0 is plain PGD-Linf");
-    spec.kappa = Some(5.0);
-    let adaptive = attacks::build(&spec, Some(&subnets))?.perturb(&model, &xs, &ys)?;
+    let weighted = spec(r#"{"name": "adaptive", "eps": 0.2, "steps": 10, "kappa": 5.0}"#)?;
+    let adaptive = attacks::build(&weighted, Some(&subnets))?.perturb(&model, &xs, &ys)?;
     let subnet_ce = |adv: &Tensor| -> Result<f64, tch::TchError> {
         let _g = tch::no_grad_guard();
         let pred = model.logits(adv).argmax(-1, false);
@@ -204,23 +206,28 @@ fn config_error(result: advdet::Result<Box<dyn Attack>>, field: &str) -> TestRes
 
 #[test]
 fn bad_input_gives_clear_errors() -> TestResult {
-    let with = |name: &str, f: &dyn Fn(&mut AttackSpec)| {
-        let mut s = AttackSpec::named(name);
-        f(&mut s);
-        attacks::build(&s, None)
-    };
-    config_error(with("pgd-linf", &|s| s.eps = Some(-0.1)), "eps")?;
-    config_error(with("fgsm", &|s| s.eps = Some(f64::NAN)), "eps")?;
-    config_error(with("bim", &|s| s.steps = Some(0)), "steps")?;
-    config_error(with("pgd-l2", &|s| (s.restarts, s.random_start) = (Some(3), Some(false))), "restarts")?;
-    config_error(with("mifgsm", &|s| s.targeted = Some("sideways".into())), "targeted")?;
-    config_error(with("pgd-lnf", &|_| {}), "attack")?;
-    let e = with("fgsm", &|s| s.c = Some(1.0)).err().ok_or("c for fgsm")?.to_string();
-    assert!(e.contains("c = 1") && e.contains("does not apply to attack fgsm"), "{e}");
-    config_error(with("deepfool", &|s| s.targeted = Some("random".into())), "targeted")?;
-    assert!(matches!(with("adaptive", &|_| {}), Err(advdet::Error::Missing(_))), "adaptive needs subnetworks");
-    let unknown = serde_json::from_str::<AttackSpec>(r#"{"name": "fgsm", "epsilon": 0.3}"#);
-    assert!(unknown.err().ok_or("unknown field")?.to_string().contains("epsilon"));
+    let with = |json: &str| attacks::build(&spec(json).expect("parses"), None);
+    config_error(with(r#"{"name": "pgd-linf", "eps": -0.1}"#), "eps")?;
+    config_error(
+        attacks::build(&AttackSpec::Fgsm(attacks::FgsmSpec { eps: Some(f64::NAN), ..Default::default() }), None),
+        "eps",
+    )?;
+    config_error(with(r#"{"name": "bim", "steps": 0}"#), "steps")?;
+    config_error(with(r#"{"name": "pgd-l2", "restarts": 3, "random_start": false}"#), "restarts")?;
+    assert!(matches!(with(r#"{"name": "adaptive"}"#), Err(advdet::Error::Missing(_))), "adaptive needs subnetworks");
+    // a key the attack does not take, an unknown value or attack: parse errors naming them, by construction
+    let parse_error = |json: &str| spec(json).err().map(|e| e.to_string()).unwrap_or_default();
+    for (json, words) in [
+        (r#"{"name": "fgsm", "epsilon": 0.3}"#, &["epsilon", "eps"][..]),
+        (r#"{"name": "fgsm", "c": 1.0}"#, &["`c`"]),
+        (r#"{"name": "deepfool", "targeted": "random"}"#, &["targeted", "overshoot"]),
+        (r#"{"name": "mifgsm", "targeted": "sideways"}"#, &["sideways", "least-likely"]),
+        (r#"{"name": "pgd-lnf"}"#, &["pgd-lnf", "pgd-linf"]),
+        (r#"{"eps": 0.3}"#, &["name"]),
+    ] {
+        let e = parse_error(json);
+        assert!(words.iter().all(|w| e.contains(w)), "{json}: {e}");
+    }
 
     let (model, xs, ys) = mnist_and_lenet(8)?;
     let given = attacks::Fgsm { eps: 0.1, targeting: Targeting::Given(vec![1, 2, 3, 4, 5, 6, 7, 10]) };
@@ -259,26 +266,33 @@ fn cli_writes_the_five_tensors_and_rejects_bad_eps() -> TestResult {
     let (code, _, stderr) = common::run_advdet(&bad);
     assert_eq!(code, 2);
     assert!(stderr.contains("eps") && stderr.contains("-1"), "{stderr}");
+    // the flags map onto the same typed spec: one the attack does not take, an unknown attack or target
+    for (extra, words) in [
+        (&["--attack", "fgsm", "--c", "1"][..], &["--c", "does not apply to attack fgsm"][..]),
+        (&["--attack", "deepfool", "--seed", "3"], &["--seed", "deepfool"]),
+        (&["--attack", "pgd-lnf"], &["--attack", "pgd-lnf", "pgd-linf"]),
+        (&["--attack", "bim", "--targeted", "sideways"], &["--targeted", "sideways", "least-likely"]),
+    ] {
+        let (code, _, stderr) = common::run_advdet(&[&["attack", "--model", &m, "--out", &o][..], extra].concat());
+        assert_eq!(code, 2, "{extra:?}: {stderr}");
+        assert!(words.iter().all(|w| stderr.contains(w)), "{extra:?}: {stderr}");
+    }
     Ok(())
 }
 
 #[test]
 fn gradient_passes_and_the_bound_follow_the_attack() -> TestResult {
-    let spec = |name: &str, steps: Option<usize>, restarts: Option<usize>| AttackSpec {
-        name: name.into(),
-        steps,
-        restarts,
-        ..AttackSpec::default()
+    let passes = |json: &str| -> Result<Option<usize>, Box<dyn std::error::Error>> {
+        Ok(attacks::build(&spec(json)?, None)?.gradient_passes())
     };
-    let passes = |s: AttackSpec| attacks::build(&s, None).map(|a| a.gradient_passes());
-    assert_eq!(passes(spec("fgsm", None, None))?, Some(1));
-    assert_eq!(passes(spec("pgd-linf", Some(7), None))?, Some(7));
-    assert_eq!(passes(spec("pgd-l2", Some(5), None))?, Some(5));
-    assert_eq!(passes(spec("bim", Some(3), None))?, Some(3));
-    assert_eq!(passes(spec("mifgsm", Some(4), None))?, Some(4));
-    assert_eq!(passes(spec("pgd-linf", Some(7), Some(2)))?, None, "restarts stop early");
-    assert_eq!(passes(spec("cw-l2", None, None))?, None, "CW aborts early");
-    assert_eq!(passes(spec("deepfool", None, None))?, None, "DeepFool takes per-class gradients");
+    assert_eq!(passes(r#"{"name": "fgsm"}"#)?, Some(1));
+    assert_eq!(passes(r#"{"name": "pgd-linf", "steps": 7}"#)?, Some(7));
+    assert_eq!(passes(r#"{"name": "pgd-l2", "steps": 5}"#)?, Some(5));
+    assert_eq!(passes(r#"{"name": "bim", "steps": 3}"#)?, Some(3));
+    assert_eq!(passes(r#"{"name": "mifgsm", "steps": 4}"#)?, Some(4));
+    assert_eq!(passes(r#"{"name": "pgd-linf", "steps": 7, "restarts": 2}"#)?, None, "restarts stop early");
+    assert_eq!(passes(r#"{"name": "cw-l2"}"#)?, None, "CW aborts early");
+    assert_eq!(passes(r#"{"name": "deepfool"}"#)?, None, "DeepFool takes per-class gradients");
 
     let (model, xs, ys) = mnist_and_lenet(64)?;
     let one = attacks::gradient_bound(&model, &xs, &ys, 32, 1)?;

@@ -3,6 +3,7 @@
 //! shards equal an unsharded run. The suites here are tiny (64 test images, FGSM, msp) to keep the file fast.
 mod common;
 
+use advdet::attacks::{AttackSpec, DeepFoolSpec, FgsmSpec};
 use advdet::suite::schema;
 use common::{advdet, run_advdet, TestResult};
 use std::path::{Path, PathBuf};
@@ -64,6 +65,13 @@ fn schema_errors_name_file_key_and_line() {
     expect(&parse_err(&section), &["attacks/x.toml", "line 24", "metricz"]);
     let protocol = BASE.replace("bootstrap = 50", "bootstrap = 50\nprotocol = \"some\"");
     expect(&parse_err(&protocol), &["line 26", "metrics.protocol", "some"]);
+    // typed attack specs: a key the attack does not take, an unknown value, with the key and its line
+    let not_taken = BASE.replace("eps = [0.1, 0.3]\n", "eps = [0.1, 0.3]\nc = 1.0\n");
+    expect(&parse_err(&not_taken), &["attacks/x.toml", "line 19", "attack.c", "#1", "eps"]);
+    let target = BASE.replace("eps = [0.1, 0.3]\n", "eps = [0.1, 0.3]\ntargeted = \"sideways\"\n");
+    expect(&parse_err(&target), &["attacks/x.toml", "line 19", "attack.targeted", "sideways", "least-likely"]);
+    let route = BASE.replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"gated\"]");
+    expect(&parse_err(&route), &["attacks/x.toml", "line 22", "detectors.modes", "gated"]);
     let cpu_mode = BASE.replace("seed = 3\n", "seed = 3\ncpu_mode = \"fast\"\n");
     expect(&parse_err(&cpu_mode), &["attacks/x.toml", "line 4", "fast", "reproducible", "native"]);
 }
@@ -73,8 +81,13 @@ fn eps_lists_expand_to_one_job_each() -> TestResult {
     let s = schema::parse(Path::new("x.toml"), BASE, String::new())?;
     let params: Vec<&str> = s.jobs.iter().map(|j| j.params.as_str()).collect();
     assert_eq!(params, ["eps=0.1", "eps=0.3"]);
-    assert_eq!(s.jobs[1].attack.eps, Some(0.3));
-    assert_eq!(s.jobs[1].attack.seed, Some(3), "the suite seed reaches attacks that take one");
+    let fgsm = |eps| FgsmSpec { eps: Some(eps), targeted: None, seed: Some(3) };
+    // the suite seed reaches attacks that take one
+    assert_eq!(s.jobs[1].attack, AttackSpec::Fgsm(fgsm(0.3)));
+    let deepfool = BASE.replace("name = \"fgsm\"\neps = [0.1, 0.3]", "name = \"deepfool\"\nsteps = 5");
+    let s = schema::parse(Path::new("x.toml"), &deepfool, String::new())?;
+    let want = DeepFoolSpec { steps: Some(5), overshoot: None };
+    assert_eq!(s.jobs[0].attack, AttackSpec::DeepFool(want), "and no seed where the attack takes none");
     Ok(())
 }
 

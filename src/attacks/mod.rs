@@ -18,7 +18,10 @@ pub use deepfool::DeepFool;
 pub use fgsm::Fgsm;
 pub use mifgsm::MiFgsm;
 pub use pgd::Pgd;
-pub use spec::{build, AttackSpec, ATTACK_NAMES};
+pub use spec::{
+    build, AdaptiveSpec, AttackSpec, BimSpec, CwSpec, DeepFoolSpec, FgsmSpec, MiFgsmSpec, PgdSpec, Targeted,
+    ATTACK_NAMES,
+};
 pub use summary::{AttackOutcome, AttackSummary};
 pub use targeting::Targeting;
 

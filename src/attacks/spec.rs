@@ -1,95 +1,132 @@
-//! Attack descriptions as written in suite files (TOML) and on the command line, and `build`, which turns one into a
-//! validated attack whose unset parameters take the published defaults of its paper.
+//! Attack descriptions as written in suite files (TOML) and on the command line: one variant per attack, each with
+//! exactly the fields that attack takes (so a key the attack does not take is a parse error naming the key), and
+//! `build`, which turns one into a validated attack whose unset parameters take the published defaults of its paper.
 use super::{adaptive, Adaptive, Attack, Bim, CwL2, DeepFool, Fgsm, MiFgsm, Pgd, Targeting};
 use crate::error::{Error, Result};
 use crate::subnet::Subnets;
 
-pub const ATTACK_NAMES: [&str; 8] = ["fgsm", "bim", "pgd-linf", "pgd-l2", "mifgsm", "cw-l2", "deepfool", "adaptive"];
+/// A targeted attack's choice of target: a seeded random other class, or the clean image's least likely class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Targeted {
+    Random,
+    LeastLikely,
+}
 
-/// One attack with its parameters; a field left out takes the attack's published default, a field that does not
-/// apply to the attack is an error. `kappa` is CW's confidence margin, and for `adaptive` the weight of the subnet
-/// term. `targeted` is `random` (seeded by `seed`) or `least-likely`.
+/// FGSM: one step.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AttackSpec {
-    pub name: String,
+pub struct FgsmSpec {
+    pub eps: Option<f64>,
+    pub targeted: Option<Targeted>,
+    pub seed: Option<u64>,
+}
+
+/// BIM: iterated FGSM.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BimSpec {
+    pub eps: Option<f64>,
+    pub alpha: Option<f64>,
+    pub steps: Option<usize>,
+    pub targeted: Option<Targeted>,
+    pub seed: Option<u64>,
+}
+
+/// PGD in either norm.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgdSpec {
     pub eps: Option<f64>,
     pub alpha: Option<f64>,
     pub steps: Option<usize>,
     pub restarts: Option<usize>,
     pub random_start: Option<bool>,
-    pub decay: Option<f64>,
-    pub c: Option<f64>,
-    pub kappa: Option<f64>,
-    pub lr: Option<f64>,
-    pub binary_steps: Option<usize>,
-    pub overshoot: Option<f64>,
-    pub targeted: Option<String>,
+    pub targeted: Option<Targeted>,
     pub seed: Option<u64>,
 }
 
-fn allowed(name: &str) -> Option<&'static [&'static str]> {
-    Some(match name {
-        "fgsm" => &["eps", "targeted", "seed"],
-        "bim" => &["eps", "alpha", "steps", "targeted", "seed"],
-        "pgd-linf" | "pgd-l2" => &["eps", "alpha", "steps", "restarts", "random_start", "targeted", "seed"],
-        "mifgsm" => &["eps", "alpha", "steps", "decay", "targeted", "seed"],
-        "cw-l2" => &["c", "kappa", "lr", "steps", "binary_steps", "targeted", "seed"],
-        "deepfool" => &["steps", "overshoot"],
-        "adaptive" => &["eps", "alpha", "steps", "restarts", "random_start", "kappa", "targeted", "seed"],
-        _ => return None,
-    })
+/// MI-FGSM: BIM with momentum `decay`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiFgsmSpec {
+    pub eps: Option<f64>,
+    pub alpha: Option<f64>,
+    pub steps: Option<usize>,
+    pub decay: Option<f64>,
+    pub targeted: Option<Targeted>,
+    pub seed: Option<u64>,
 }
 
-impl AttackSpec {
-    pub fn named(name: &str) -> AttackSpec {
-        AttackSpec { name: name.to_string(), ..Default::default() }
-    }
+/// CW-L2: `kappa` is the confidence margin.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CwSpec {
+    pub c: Option<f64>,
+    pub kappa: Option<f64>,
+    pub lr: Option<f64>,
+    pub steps: Option<usize>,
+    pub binary_steps: Option<usize>,
+    pub targeted: Option<Targeted>,
+    pub seed: Option<u64>,
+}
 
-    /// The fields that are set, with their values.
-    fn set_fields(&self) -> Vec<(&'static str, String)> {
-        fn f<T: std::fmt::Display>(out: &mut Vec<(&'static str, String)>, name: &'static str, v: &Option<T>) {
-            if let Some(v) = v {
-                out.push((name, v.to_string()));
-            }
-        }
-        let mut out = Vec::new();
-        f(&mut out, "eps", &self.eps);
-        f(&mut out, "alpha", &self.alpha);
-        f(&mut out, "steps", &self.steps);
-        f(&mut out, "restarts", &self.restarts);
-        f(&mut out, "random_start", &self.random_start);
-        f(&mut out, "decay", &self.decay);
-        f(&mut out, "c", &self.c);
-        f(&mut out, "kappa", &self.kappa);
-        f(&mut out, "lr", &self.lr);
-        f(&mut out, "binary_steps", &self.binary_steps);
-        f(&mut out, "overshoot", &self.overshoot);
-        f(&mut out, "targeted", &self.targeted);
-        f(&mut out, "seed", &self.seed);
-        out
-    }
+/// DeepFool (untargeted by construction, no randomness).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeepFoolSpec {
+    pub steps: Option<usize>,
+    pub overshoot: Option<f64>,
+}
 
-    fn check_fields(&self) -> Result<()> {
-        let allowed = allowed(&self.name).ok_or_else(|| {
-            Error::config("attack", &self.name, format!("unknown attack; expected one of {}", ATTACK_NAMES.join(", ")))
-        })?;
-        match self.set_fields().into_iter().find(|(f, _)| !allowed.contains(f)) {
-            Some((field, value)) => Err(Error::config(field, value, format!("does not apply to attack {}", self.name))),
-            None => Ok(()),
-        }
-    }
+/// PGD-Linf on the full model's loss plus `kappa` times the predicted class subnetwork's.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveSpec {
+    pub eps: Option<f64>,
+    pub alpha: Option<f64>,
+    pub steps: Option<usize>,
+    pub restarts: Option<usize>,
+    pub random_start: Option<bool>,
+    pub kappa: Option<f64>,
+    pub targeted: Option<Targeted>,
+    pub seed: Option<u64>,
+}
 
-    pub fn targeting(&self) -> Result<Targeting> {
-        match self.targeted.as_deref() {
-            None => Ok(Targeting::Untargeted),
-            Some("random") => Ok(Targeting::Random { seed: self.seed.unwrap_or(0) }),
-            Some("least-likely") => Ok(Targeting::LeastLikely),
-            Some(other) => Err(Error::config("targeted", other, "expected random or least-likely")),
-        }
-    }
+/// One attack with its parameters, tagged by `name`; a field left out takes the attack's published default.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "name")]
+pub enum AttackSpec {
+    #[serde(rename = "fgsm")]
+    Fgsm(FgsmSpec),
+    #[serde(rename = "bim")]
+    Bim(BimSpec),
+    #[serde(rename = "pgd-linf")]
+    PgdLinf(PgdSpec),
+    #[serde(rename = "pgd-l2")]
+    PgdL2(PgdSpec),
+    #[serde(rename = "mifgsm")]
+    MiFgsm(MiFgsmSpec),
+    #[serde(rename = "cw-l2")]
+    CwL2(CwSpec),
+    #[serde(rename = "deepfool")]
+    DeepFool(DeepFoolSpec),
+    #[serde(rename = "adaptive")]
+    Adaptive(AdaptiveSpec),
+}
 
-    fn pgd(&self, base: Pgd) -> Result<Pgd> {
+pub const ATTACK_NAMES: [&str; 8] = ["fgsm", "bim", "pgd-linf", "pgd-l2", "mifgsm", "cw-l2", "deepfool", "adaptive"];
+
+fn targeting(targeted: Option<Targeted>, seed: Option<u64>) -> Targeting {
+    match targeted {
+        None => Targeting::Untargeted,
+        Some(Targeted::Random) => Targeting::Random { seed: seed.unwrap_or(0) },
+        Some(Targeted::LeastLikely) => Targeting::LeastLikely,
+    }
+}
+
+impl PgdSpec {
+    fn pgd(&self, base: Pgd) -> Pgd {
         let eps = self.eps.unwrap_or(base.eps);
         let steps = self.steps.unwrap_or(base.steps);
         let alpha = match (self.alpha, base.norm) {
@@ -97,23 +134,74 @@ impl AttackSpec {
             (None, super::Norm::L2) => Pgd::l2_alpha(eps, steps),
             (None, super::Norm::Linf) => base.alpha,
         };
-        Ok(Pgd {
+        Pgd {
             eps,
             alpha,
             steps,
             restarts: self.restarts.unwrap_or(base.restarts),
             random_start: self.random_start.unwrap_or(base.random_start),
             seed: self.seed.unwrap_or(base.seed),
-            targeting: self.targeting()?,
+            targeting: targeting(self.targeted, self.seed),
             ..base
-        })
+        }
+    }
+}
+
+impl AdaptiveSpec {
+    fn pgd(&self) -> Pgd {
+        let p = PgdSpec {
+            eps: self.eps,
+            alpha: self.alpha,
+            steps: self.steps,
+            restarts: self.restarts,
+            random_start: self.random_start,
+            targeted: self.targeted,
+            seed: self.seed,
+        };
+        p.pgd(Pgd::linf())
+    }
+}
+
+impl AttackSpec {
+    /// The attack's name as suite files write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttackSpec::Fgsm(_) => "fgsm",
+            AttackSpec::Bim(_) => "bim",
+            AttackSpec::PgdLinf(_) => "pgd-linf",
+            AttackSpec::PgdL2(_) => "pgd-l2",
+            AttackSpec::MiFgsm(_) => "mifgsm",
+            AttackSpec::CwL2(_) => "cw-l2",
+            AttackSpec::DeepFool(_) => "deepfool",
+            AttackSpec::Adaptive(_) => "adaptive",
+        }
     }
 
-    /// Checks the name, the fields and their values without building (an adaptive attack needs no subnetworks here).
+    /// The attack's seed field, `None` for attacks without randomness.
+    fn seed_mut(&mut self) -> Option<&mut Option<u64>> {
+        match self {
+            AttackSpec::Fgsm(s) => Some(&mut s.seed),
+            AttackSpec::Bim(s) => Some(&mut s.seed),
+            AttackSpec::PgdLinf(s) | AttackSpec::PgdL2(s) => Some(&mut s.seed),
+            AttackSpec::MiFgsm(s) => Some(&mut s.seed),
+            AttackSpec::CwL2(s) => Some(&mut s.seed),
+            AttackSpec::DeepFool(_) => None,
+            AttackSpec::Adaptive(s) => Some(&mut s.seed),
+        }
+    }
+
+    /// Sets the seed to `seed` unless the spec sets its own or the attack takes none.
+    pub fn with_default_seed(mut self, seed: u64) -> AttackSpec {
+        if let Some(s) = self.seed_mut().filter(|s| s.is_none()) {
+            *s = Some(seed);
+        }
+        self
+    }
+
+    /// Checks the fields' values without building (an adaptive attack needs no subnetworks here).
     pub fn validate(&self) -> Result<()> {
-        if self.name == "adaptive" {
-            self.check_fields()?;
-            return adaptive::check(&self.pgd(Pgd::linf())?, self.kappa.unwrap_or(1.0));
+        if let AttackSpec::Adaptive(s) = self {
+            return adaptive::check(&s.pgd(), s.kappa.unwrap_or(1.0));
         }
         build(self, None).map(|_| ())
     }
@@ -121,67 +209,68 @@ impl AttackSpec {
 
 /// The attack `spec` describes, validated; `subnets` is needed by (only) the adaptive attack.
 pub fn build(spec: &AttackSpec, subnets: Option<&Subnets>) -> Result<Box<dyn Attack>> {
-    spec.check_fields()?;
-    let targeting = spec.targeting()?;
-    let attack: Box<dyn Attack> = match spec.name.as_str() {
-        "fgsm" => {
-            let a = Fgsm { eps: spec.eps.unwrap_or(Fgsm::default().eps), targeting };
+    let attack: Box<dyn Attack> = match spec {
+        AttackSpec::Fgsm(s) => {
+            let a = Fgsm { eps: s.eps.unwrap_or(Fgsm::default().eps), targeting: targeting(s.targeted, s.seed) };
             a.validate()?;
             Box::new(a)
         }
-        "bim" => {
+        AttackSpec::Bim(s) => {
             let d = Bim::default();
-            let eps = spec.eps.unwrap_or(d.eps);
-            let steps = spec.steps.unwrap_or_else(|| Bim::kurakin_steps(eps));
-            let a = Bim { eps, alpha: spec.alpha.unwrap_or(d.alpha), steps, targeting };
+            let eps = s.eps.unwrap_or(d.eps);
+            let steps = s.steps.unwrap_or_else(|| Bim::kurakin_steps(eps));
+            let a = Bim { eps, alpha: s.alpha.unwrap_or(d.alpha), steps, targeting: targeting(s.targeted, s.seed) };
             a.validate()?;
             Box::new(a)
         }
-        "pgd-linf" | "pgd-l2" => {
-            let a = spec.pgd(if spec.name == "pgd-l2" { Pgd::l2() } else { Pgd::linf() })?;
+        AttackSpec::PgdLinf(s) | AttackSpec::PgdL2(s) => {
+            let a = s.pgd(if matches!(spec, AttackSpec::PgdL2(_)) { Pgd::l2() } else { Pgd::linf() });
             a.validate()?;
             Box::new(a)
         }
-        "mifgsm" => {
+        AttackSpec::MiFgsm(s) => {
             let d = MiFgsm::default();
-            let eps = spec.eps.unwrap_or(d.eps);
-            let steps = spec.steps.unwrap_or(d.steps);
-            let alpha = spec.alpha.unwrap_or(eps / steps.max(1) as f64);
-            let a = MiFgsm { eps, alpha, steps, decay: spec.decay.unwrap_or(d.decay), targeting };
+            let eps = s.eps.unwrap_or(d.eps);
+            let steps = s.steps.unwrap_or(d.steps);
+            let alpha = s.alpha.unwrap_or(eps / steps.max(1) as f64);
+            let decay = s.decay.unwrap_or(d.decay);
+            let a = MiFgsm { eps, alpha, steps, decay, targeting: targeting(s.targeted, s.seed) };
             a.validate()?;
             Box::new(a)
         }
-        "cw-l2" => {
+        AttackSpec::CwL2(s) => {
             let d = CwL2::default();
             let a = CwL2 {
-                c: spec.c.unwrap_or(d.c),
-                kappa: spec.kappa.unwrap_or(d.kappa),
-                steps: spec.steps.unwrap_or(d.steps),
-                lr: spec.lr.unwrap_or(d.lr),
-                binary_steps: spec.binary_steps.unwrap_or(d.binary_steps),
+                c: s.c.unwrap_or(d.c),
+                kappa: s.kappa.unwrap_or(d.kappa),
+                steps: s.steps.unwrap_or(d.steps),
+                lr: s.lr.unwrap_or(d.lr),
+                binary_steps: s.binary_steps.unwrap_or(d.binary_steps),
                 abort_early: d.abort_early,
-                targeting,
+                targeting: targeting(s.targeted, s.seed),
             };
             a.validate()?;
             Box::new(a)
         }
-        "deepfool" => {
+        AttackSpec::DeepFool(s) => {
             let d = DeepFool::default();
-            let a = DeepFool { steps: spec.steps.unwrap_or(d.steps), overshoot: spec.overshoot.unwrap_or(d.overshoot) };
+            let a = DeepFool { steps: s.steps.unwrap_or(d.steps), overshoot: s.overshoot.unwrap_or(d.overshoot) };
             a.validate()?;
             Box::new(a)
         }
-        "adaptive" => {
-            let s = subnets.ok_or_else(|| {
+        AttackSpec::Adaptive(s) => {
+            let sub = subnets.ok_or_else(|| {
                 Error::Missing("attack adaptive needs the model's subnetworks (--subnets FILE)".into())
             })?;
-            let subnets =
-                Subnets { layout: s.layout.clone(), gates: s.gates.shallow_clone(), masks: s.masks.shallow_clone() };
-            let a = Adaptive { pgd: spec.pgd(Pgd::linf())?, weight: spec.kappa.unwrap_or(1.0), subnets };
+            let subnets = Subnets {
+                layout: sub.layout.clone(),
+                gates: sub.gates.shallow_clone(),
+                masks: sub.masks.shallow_clone(),
+            };
+            let a = Adaptive { pgd: s.pgd(), weight: s.kappa.unwrap_or(1.0), subnets };
             a.validate()?;
             Box::new(a)
         }
-        other => return Err(Error::config("attack", other, "unknown attack")),
     };
     Ok(attack)
 }

@@ -81,28 +81,55 @@ pub struct AttackArgs {
 }
 
 impl AttackArgs {
-    fn spec(&self) -> AttackSpec {
-        AttackSpec {
-            name: self.attack.clone(),
-            eps: self.eps,
-            alpha: self.alpha,
-            steps: self.steps,
-            restarts: self.restarts,
-            random_start: self.random_start,
-            decay: self.decay,
-            c: self.c,
-            kappa: self.kappa,
-            lr: self.lr,
-            binary_steps: self.binary_steps,
-            overshoot: self.overshoot,
-            targeted: self.targeted.clone(),
-            seed: self.seed,
-        }
+    /// The flags that are set, as the fields of a suite file's `[[attack]]` entry, read into the same typed spec: a flag
+    /// the attack does not take is an error naming it.
+    fn spec(&self) -> advdet::Result<AttackSpec> {
+        use serde_json::{json, Map, Value};
+        let mut m = Map::new();
+        m.insert("name".into(), json!(self.attack));
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put("eps", self.eps.map(|v| json!(v)));
+        put("alpha", self.alpha.map(|v| json!(v)));
+        put("steps", self.steps.map(|v| json!(v)));
+        put("restarts", self.restarts.map(|v| json!(v)));
+        put("random_start", self.random_start.map(|v| json!(v)));
+        put("decay", self.decay.map(|v| json!(v)));
+        put("c", self.c.map(|v| json!(v)));
+        put("kappa", self.kappa.map(|v| json!(v)));
+        put("lr", self.lr.map(|v| json!(v)));
+        put("binary_steps", self.binary_steps.map(|v| json!(v)));
+        put("overshoot", self.overshoot.map(|v| json!(v)));
+        put("targeted", self.targeted.as_ref().map(|v| json!(v)));
+        put("seed", self.seed.map(|v| json!(v)));
+        let given = Value::Object(m.clone());
+        serde_json::from_value(given).map_err(|e| {
+            let msg = e.to_string();
+            let quoted = msg.split('`').nth(1).unwrap_or("").to_string();
+            if msg.starts_with("unknown field") {
+                let value = m.get(&quoted).map(|v| v.to_string()).unwrap_or_default();
+                let flag = format!("--{}", quoted.replace('_', "-"));
+                advdet::Error::config(flag, value, format!("does not apply to attack {}", self.attack))
+            } else if msg.starts_with("unknown variant") && quoted == self.attack {
+                advdet::Error::config(
+                    "--attack",
+                    &self.attack,
+                    format!("unknown attack; expected one of {}", attacks::ATTACK_NAMES.join(", ")),
+                )
+            } else if msg.starts_with("unknown variant") && self.targeted.as_deref() == Some(quoted.as_str()) {
+                advdet::Error::config("--targeted", &quoted, "expected random or least-likely")
+            } else {
+                advdet::Error::config("attack flags", &self.attack, msg)
+            }
+        })
     }
 }
 
 pub fn run(a: AttackArgs) -> Result<i32> {
-    let spec = a.spec();
+    let spec = a.spec()?;
     spec.validate()?;
     if a.batch_size < 1 {
         anyhow::bail!("invalid batch-size = {}: must be at least 1", a.batch_size);

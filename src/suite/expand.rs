@@ -42,16 +42,11 @@ pub(crate) fn expand_attacks(loc: &Locator, entries: Vec<toml::Table>, seed: u64
                 t.insert("eps".into(), e);
             }
             let params = params_string(&t);
-            let mut spec: AttackSpec = loc.typed(t, "[attack]", n)?;
+            let spec: AttackSpec = loc.typed(t, "[attack]", n)?;
             spec.validate().map_err(|e| loc.error_section("[attack]", n, Some(attack_key(&e)), &e.to_string()))?;
-            if spec.seed.is_none() {
-                // the suite's seed drives the attack's randomness unless the attack sets its own (or takes none)
-                let seeded = AttackSpec { seed: Some(seed), ..spec.clone() };
-                if seeded.validate().is_ok() {
-                    spec = seeded;
-                }
-            }
-            jobs.push(Job { index: jobs.len(), name: spec.name.clone(), attack: spec, params });
+            // the suite's seed drives the attack's randomness unless the attack sets its own (or takes none)
+            let spec = spec.with_default_seed(seed);
+            jobs.push(Job { index: jobs.len(), name: spec.name().to_string(), attack: spec, params });
         }
     }
     Ok(jobs)

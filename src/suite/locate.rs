@@ -80,9 +80,19 @@ impl<'a> Locator<'a> {
 
     /// Deserialises a table of the file into `T`; an unknown or invalid key is reported with its line.
     pub fn typed<T: DeserializeOwned>(&self, table: toml::Table, section: &str, nth: usize) -> crate::error::Result<T> {
+        // for an unknown value (serde's "unknown variant"), the key that holds it
+        let strings: Vec<(String, String)> =
+            table.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect();
         toml::Value::Table(table).try_into::<T>().map_err(|e| {
             let msg = e.message().trim().to_string();
-            let key = msg.split('`').nth(1).filter(|k| msg.starts_with("unknown field") && !k.contains(' '));
+            let quoted = msg.split('`').nth(1).unwrap_or("");
+            let key = if msg.starts_with("unknown field") && !quoted.contains(' ') {
+                Some(quoted)
+            } else if msg.starts_with("unknown variant") {
+                strings.iter().find(|(_, v)| v == quoted).map(|(k, _)| k.as_str())
+            } else {
+                None
+            };
             self.error_section(section, nth, key, &msg)
         })
     }

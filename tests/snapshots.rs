@@ -1,0 +1,150 @@
+//! Snapshots of the rendered report (table.md, table.tex, the skeleton of index.html, the manifest's keys) from
+//! records built here, so that any change to what a reader sees is a reviewed diff of tests/snapshots/*.snap
+//! (`cargo insta review`, or `INSTA_UPDATE=always cargo test --test snapshots` and a look at `git diff`).
+mod common;
+
+use advdet::records::{Curve, JobRecord, MetricValue, RowRecord, SubnetRecord, SuiteRecord};
+use common::TestResult;
+
+fn metric(name: &str, point: f64) -> MetricValue {
+    MetricValue { name: name.into(), point: Some(point), lo: Some(point - 0.03125), hi: Some(point + 0.03125) }
+}
+
+fn row(detector: &str, mode: &str, protocol: &str, auroc: f64) -> RowRecord {
+    let mut metrics: Vec<MetricValue> =
+        advdet::metrics::METRIC_NAMES.iter().map(|m| metric(m, if *m == "auroc" { auroc } else { 0.5 })).collect();
+    if detector == "kl" && protocol == "all" {
+        metrics[0] = MetricValue { name: metrics[0].name.clone(), point: None, lo: None, hi: None };
+    }
+    RowRecord {
+        detector: detector.into(),
+        mode: mode.into(),
+        protocol: protocol.into(),
+        n_pos: 40,
+        n_neg: 60,
+        metrics,
+        roc: Some(Curve { fpr: vec![0.0, 0.25, 1.0], tpr: vec![0.0, 0.75, 1.0] }),
+    }
+}
+
+fn job(index: usize, attack: &str, params: &str, shift: f64) -> JobRecord {
+    let mut rows = Vec::new();
+    for protocol in ["successful", "all"] {
+        rows.push(row("msp", "full", protocol, 0.75 + shift));
+        rows.push(row("msp", "subnet", protocol, 0.8125 + shift));
+        rows.push(row("kl", "subnet", protocol, 0.625 - shift));
+    }
+    JobRecord {
+        index,
+        attack: attack.into(),
+        params: params.into(),
+        clean_accuracy: 0.984375,
+        attack_success_rate: 0.5 + shift,
+        mean_linf: 0.1 + shift,
+        mean_l2: 2.5,
+        rows,
+    }
+}
+
+fn records() -> (SuiteRecord, Vec<JobRecord>) {
+    let subnet = SubnetRecord {
+        layers: vec!["conv1".into(), "fc1".into()],
+        kept: vec![vec![0.5, 0.25], vec![0.75, 0.125]],
+        kept_fraction: vec![0.3, 0.4],
+        own_class_accuracy: vec![0.99, 0.98],
+        full_model_accuracy: vec![0.995, 0.985],
+        similarity: vec![vec![1.0, 0.5], vec![0.5, 1.0]],
+    };
+    let suite = SuiteRecord {
+        suite: "snap".into(),
+        suite_hash: "0".repeat(64),
+        dataset: "mnist".into(),
+        model: "lenet".into(),
+        model_accuracy: 0.99,
+        seed: 7,
+        test_images: 100,
+        fit_images: 50,
+        bootstrap: 200,
+        jobs: 2,
+        detectors: vec!["msp".into(), "kl".into()],
+        modes: vec!["full".into(), "subnet".into()],
+        protocols: vec!["successful".into(), "all".into()],
+        subnet,
+    };
+    (suite, vec![job(0, "fgsm", "eps=0.1", 0.0), job(1, "pgd-linf", "eps=0.3 steps=40", 0.0625)])
+}
+
+/// The lines of an HTML page that open or close an element, text and attributes kept, inline SVG and style left out.
+fn skeleton(html: &str) -> String {
+    html.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('<') && !l.starts_with("<path") && !l.starts_with("<svg"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn rendered_tables_and_index_match_their_snapshots() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (suite, jobs) = records();
+    advdet::report::render::render(dir.path(), &suite, &jobs, None)?;
+    insta::assert_snapshot!("table_md", std::fs::read_to_string(dir.path().join("table.md"))?);
+    insta::assert_snapshot!("table_tex", std::fs::read_to_string(dir.path().join("table.tex"))?);
+    insta::assert_snapshot!("index_html_skeleton", skeleton(&std::fs::read_to_string(dir.path().join("index.html"))?));
+    insta::assert_snapshot!("results_csv_header", {
+        let csv = std::fs::read_to_string(dir.path().join("results.csv"))?;
+        csv.lines().next().unwrap_or_default().replace(',', "\n")
+    });
+    Ok(())
+}
+
+/// The keys of a JSON value, recursively, one `path: type` per line (the values change from run to run).
+fn key_lines(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) if m.is_empty() => out.push(format!("{path}: {{}}")),
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                key_lines(x, &format!("{path}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => match a.first() {
+            Some(x) => key_lines(x, &format!("{path}[]"), out),
+            None => out.push(format!("{path}: []")),
+        },
+        serde_json::Value::String(_) => out.push(format!("{path}: string")),
+        serde_json::Value::Number(_) => out.push(format!("{path}: number")),
+        serde_json::Value::Bool(_) => out.push(format!("{path}: bool")),
+        serde_json::Value::Null => out.push(format!("{path}: null")),
+    }
+}
+
+#[test]
+fn manifest_keys_match_their_snapshot() -> TestResult {
+    use std::collections::BTreeMap;
+    let manifest = advdet::report::manifest::Manifest {
+        advdet_version: "0".into(),
+        git_commit: "0".into(),
+        libtorch_version: "0".into(),
+        device: "cpu".into(),
+        // the kernel variables a process was started with vary by machine
+        cpu: advdet::cpu::CpuNumerics { environment: BTreeMap::new(), ..advdet::cpu::current() },
+        suite: "snap".into(),
+        suite_file: "attacks/snap.toml".into(),
+        shards: vec!["0/1".into()],
+        seeds: BTreeMap::from([("suite".to_string(), 7)]),
+        inputs: BTreeMap::from([("suite_file".to_string(), "0".repeat(64))]),
+        stages: vec![advdet::report::manifest::StageTime {
+            stage: "data".into(),
+            computed: 1,
+            cached: 0,
+            seconds: 0.5,
+        }],
+        wall_seconds: 1.0,
+        detectors_oblivious_to_attacks: true,
+        protocol: advdet::report::manifest::PROTOCOL_NOTE.into(),
+    };
+    let mut lines = Vec::new();
+    key_lines(&serde_json::to_value(&manifest)?, "", &mut lines);
+    insta::assert_snapshot!("manifest_keys", lines.join("\n"));
+    Ok(())
+}
