@@ -84,6 +84,31 @@ pub fn run_batched(attack: &dyn Attack, model: &Model, xs: &Tensor, ys: &Tensor,
     Ok(Tensor::cat(&parts, 0))
 }
 
+/// The targets a targeted attack aimed at over a dataset-sized tensor, resolved batch by batch as `run_batched` runs
+/// it (a random target depends on the image's index in the whole set); `None` for an untargeted attack.
+pub fn targets_batched(
+    attack: &dyn Attack,
+    model: &Model,
+    xs: &Tensor,
+    ys: &Tensor,
+    batch_size: i64,
+) -> Result<Option<Tensor>> {
+    if !attack.targeting().is_targeted() {
+        return Ok(None);
+    }
+    let n = check_shapes(model, xs, ys)?;
+    let classes = model.num_classes();
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(batch_size.max(1) as usize) {
+        let len = batch_size.max(1).min(n - start);
+        let (bx, by) = (xs.narrow(0, start, len), ys.narrow(0, start, len));
+        if let Some(t) = attack.targeting().targets(model, &bx, &by, start as usize, classes)? {
+            parts.push(t);
+        }
+    }
+    Ok(Some(Tensor::cat(&parts, 0)))
+}
+
 /// The lower bound of an attack's time over a dataset-sized tensor, in seconds: `passes` forward+backward passes (the
 /// input gradient of the mean cross-entropy) per batch of `batch_size`, the batches moved to the model's device as
 /// `run_batched` moves them, after one untimed warm-up pass; CUDA is synchronised before the clock is read.
@@ -163,7 +188,7 @@ pub(crate) fn prepare(model: &Model, xs: &Tensor, ys: &Tensor, targeting: &Targe
     let device = model.device();
     let xs = xs.detach().to_device(device);
     let ys = ys.to_device(device).f_to_kind(Kind::Int64)?;
-    let classes = tch::no_grad(|| model.logits(&xs.narrow(0, 0, 1))).size()[1];
+    let classes = model.num_classes();
     let (lo, hi) = (i64::try_from(ys.min())?, i64::try_from(ys.max())?);
     if lo < 0 || hi >= classes {
         return Err(Error::config("labels", format!("range [{lo}, {hi}]"), format!("labels must lie in 0..{classes}")));

@@ -172,7 +172,7 @@ pub fn run(a: AttackArgs) -> Result<i32> {
     let seconds = start.elapsed().as_secs_f64();
     let pred_clean = model.predict(&xs, a.batch_size);
     let pred_adv = model.predict(&adv, a.batch_size);
-    let targets = resolve_targets(attack.as_ref(), &model, &xs, &ys, a.batch_size)?;
+    let targets = attacks::targets_batched(attack.as_ref(), &model, &xs, &ys, a.batch_size)?;
     let outcome = AttackOutcome::new(&xs, &adv, &ys, &pred_clean, &pred_adv, targets.as_ref())?;
     let cpu = |t: &Tensor| t.to_device(Device::Cpu).contiguous();
     let mut named = vec![
@@ -218,28 +218,4 @@ pub fn run(a: AttackArgs) -> Result<i32> {
         );
     }
     Ok(0)
-}
-
-/// The targets the attack aimed at, for targeted attacks (resolved batch by batch, as the attack did).
-fn resolve_targets(
-    attack: &dyn attacks::Attack,
-    model: &advdet::models::Model,
-    xs: &Tensor,
-    ys: &Tensor,
-    batch_size: i64,
-) -> Result<Option<Tensor>> {
-    if !attack.targeting().is_targeted() {
-        return Ok(None);
-    }
-    let n = xs.size()[0];
-    let classes = tch::no_grad(|| model.logits(&xs.narrow(0, 0, 1))).size()[1];
-    let mut parts = Vec::new();
-    for start in (0..n).step_by(batch_size as usize) {
-        let len = batch_size.min(n - start);
-        let (bx, by) = (xs.narrow(0, start, len), ys.narrow(0, start, len));
-        if let Some(t) = attack.targeting().targets(model, &bx, &by, start as usize, classes)? {
-            parts.push(t);
-        }
-    }
-    Ok(Some(Tensor::cat(&parts, 0)))
 }
