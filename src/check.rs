@@ -27,6 +27,9 @@ impl Default for CheckConfig {
     }
 }
 
+/// One CSV column as text, a missing cell `None`.
+type Column = Vec<Option<String>>;
+
 /// Metrics where lower is better: for them a rise is the regression.
 pub fn lower_is_better(metric: &str) -> bool {
     metric.starts_with("fpr_at_tpr")
@@ -134,11 +137,11 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
         let col = df.column(name).map_err(perr)?.str().map_err(perr)?;
         Ok(col.iter().map(|v| v.map(str::to_string)).collect())
     };
-    let keys: Vec<Vec<Option<String>>> = KEY_COLUMNS.iter().map(|k| text(k)).collect::<Result<_>>()?;
-    let values: Vec<Vec<Option<String>>> = metrics.iter().map(|m| text(m)).collect::<Result<_>>()?;
+    let keys: Vec<Column> = KEY_COLUMNS.iter().map(|k| text(k)).collect::<Result<_>>()?;
+    let values: Vec<Column> = metrics.iter().map(|m| text(m)).collect::<Result<_>>()?;
     let has = |c: &str| names.iter().any(|n| n == c);
     let mut intervals = Vec::new();
-    let mut bounds: Vec<Option<(Vec<Option<String>>, Vec<Option<String>>)>> = Vec::new();
+    let mut bounds: Vec<Option<(Column, Column)>> = Vec::new();
     for m in metrics {
         let (lo, hi) = (format!("{m}_lo"), format!("{m}_hi"));
         bounds.push(match (has(&lo), has(&hi)) {

@@ -136,7 +136,14 @@ fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
 
 /// Clean images, adversarial images and labels, checked against each other and the architecture, and the file's
 /// `pred_adv` when present.
-fn load_sets(a: &DetectArgs, arch: Arch, classes: i64) -> Result<(Tensor, Tensor, Vec<i64>, Option<Vec<i64>>)> {
+struct Sets {
+    clean: Tensor,
+    adv: Tensor,
+    labels: Vec<i64>,
+    file_pred: Option<Vec<i64>>,
+}
+
+fn load_sets(a: &DetectArgs, arch: Arch, classes: i64) -> Result<Sets> {
     let adv_all = read(&a.adv)?;
     let need = |t: Option<Tensor>, path: &Path, name: &str| {
         t.ok_or_else(|| anyhow::Error::from(Error::format(path, format!("no tensor named {name}"))))
@@ -184,14 +191,14 @@ fn load_sets(a: &DetectArgs, arch: Arch, classes: i64) -> Result<(Tensor, Tensor
         Some(t) => Some(Vec::<i64>::try_from(t.to_kind(Kind::Int64).flatten(0, -1))?),
         None => None,
     };
-    Ok((clean.to_kind(Kind::Float), adv.to_kind(Kind::Float), labels, file_pred))
+    Ok(Sets { clean: clean.to_kind(Kind::Float), adv: adv.to_kind(Kind::Float), labels, file_pred })
 }
 
 pub fn run(a: DetectArgs) -> Result<i32> {
     let mut plan = plan(&a)?;
     let loaded = a.m.load()?;
     let (model, device) = (&loaded.model, loaded.device);
-    let (clean, adv, labels, file_pred) = load_sets(&a, model.arch, model.num_classes())?;
+    let Sets { clean, adv, labels, file_pred } = load_sets(&a, model.arch, model.num_classes())?;
     let subnets = match &a.subnets {
         Some(p) if plan.uses(RouteKind::Subnet) => Some(Subnets::load(p, model.gate_layout(), device)?),
         _ => None,

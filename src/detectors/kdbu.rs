@@ -122,7 +122,7 @@ impl Detector for KdBu {
         let (weight, bias) = (get("fc2.weight")?, get("fc2.bias")?);
         let _guard = tch::no_grad_guard();
         let gap = (feats.matmul(&weight.tr()) + &bias - &logits).abs().max().double_value(&[]);
-        if !(gap < 1e-3) {
+        if gap.is_nan() || gap >= 1e-3 {
             return Err(Error::Model(format!(
                 "detector kdbu: the logits of arch {} are not fc2 of its penultimate features (gap {gap})",
                 model.arch

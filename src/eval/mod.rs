@@ -20,11 +20,14 @@ pub struct Scoring<'a> {
     pub routes: Vec<RouteKind>,
 }
 
+/// Scores per detector, per route of that detector, per image: `[detector][route][image]`.
+pub type ScoreTable = Vec<Vec<Vec<f64>>>;
+
 /// The scores of one image set: `scores[i][j]` for scoring `i` and its route `j`, one per image; `pred` the full model's
 /// predicted class of each image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scores {
-    pub scores: Vec<Vec<Vec<f64>>>,
+    pub scores: ScoreTable,
     pub pred: Vec<i64>,
     /// Batched forward passes run over the set: the full model's and the other routes' (a detector's own passes on
     /// perturbed inputs, as ODIN's, not counted).
@@ -76,16 +79,15 @@ pub fn score_images(
                 let ok: Vec<&str> = s.detector.routes_of(&RouteKind::ALL).iter().map(|r| r.as_str()).collect();
                 return Err(Error::config("mode", r, format!("detector {name} runs only on {}", ok.join(", "))));
             }
-            if !built.contains_key(&r) {
-                built.insert(r, routes::build(r, model, res).map_err(|e| route_error(name, r, e))?);
+            if let std::collections::btree_map::Entry::Vacant(slot) = built.entry(r) {
+                slot.insert(routes::build(r, model, res).map_err(|e| route_error(name, r, e))?);
             }
         }
     }
     let n = images.size()[0];
     let b = batch_size.max(1);
     let bar = crate::progress::bar(n.max(0) as u64, label);
-    let mut out: Vec<Vec<Vec<f64>>> =
-        scorings.iter().map(|s| vec![Vec::with_capacity(n as usize); s.routes.len()]).collect();
+    let mut out: ScoreTable = scorings.iter().map(|s| vec![Vec::with_capacity(n as usize); s.routes.len()]).collect();
     let mut pred = Vec::with_capacity(n as usize);
     let mut passes = 0;
     for start in (0..n).step_by(b as usize) {

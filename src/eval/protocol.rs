@@ -101,7 +101,7 @@ pub fn protocol_sets(
 
 impl ScoredSet {
     /// The set of `protocol` out of `protocol_sets`' pair.
-    pub fn pick<'a>(pair: &'a (ScoredSet, ScoredSet), protocol: Protocol) -> &'a ScoredSet {
+    pub fn pick(pair: &(ScoredSet, ScoredSet), protocol: Protocol) -> &ScoredSet {
         match protocol {
             Protocol::Successful => &pair.0,
             Protocol::All => &pair.1,

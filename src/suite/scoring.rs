@@ -3,7 +3,7 @@
 //! held-out clean training images only, and each job's metrics with bootstrap intervals become its record.
 use crate::detectors::{self, Detector, DetectorKind};
 use crate::error::Result;
-use crate::eval::{self, MetricSpec, Scoring};
+use crate::eval::{self, MetricSpec, ScoreTable, Scoring};
 use crate::io::{read_json, write_json};
 use crate::records::JobRecord;
 use crate::routes::{Resources, RouteKind};
@@ -61,7 +61,7 @@ fn scores_stage(
     data: &DataStage,
     model: &ModelStage,
     sub: &SubnetStage,
-) -> Result<Vec<Vec<Vec<f64>>>> {
+) -> Result<ScoreTable> {
     let start = Instant::now();
     let stages: Vec<_> = keys.iter().map(|k| ctx.cache.stage(stage_name, k)).collect();
     let todo: Vec<usize> = (0..slots.len()).filter(|&d| !stages[d].is_done()).collect();
@@ -109,7 +109,7 @@ pub fn clean_scores(
     data: &DataStage,
     model: &ModelStage,
     sub: &SubnetStage,
-) -> Result<(Vec<Vec<Vec<f64>>>, Vec<String>)> {
+) -> Result<(ScoreTable, Vec<String>)> {
     let keys: Vec<String> =
         slots.iter().map(|slot| KeyBuilder::new("clean-scores").part("detector", &slot.key).finish()).collect();
     let all = scores_stage(ctx, "clean-scores", &keys, slots, &data.test.images, "clean", data, model, sub)?;
