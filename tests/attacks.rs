@@ -314,3 +314,21 @@ fn gradient_passes_and_the_bound_follow_the_attack() -> TestResult {
     assert!(!dir.path().join("cw.safetensors").exists(), "a refused --bound must write nothing");
     Ok(())
 }
+
+#[test]
+fn one_fgsm_gradient_serves_every_eps_with_the_bytes_of_separate_runs() -> TestResult {
+    let (model, xs, ys) = mnist_and_lenet(300)?;
+    for targeted in ["", r#", "targeted": "random", "seed": 3"#] {
+        let base = spec(&format!(r#"{{"name": "fgsm"{targeted}}}"#))?;
+        let AttackSpec::Fgsm(base) = base else { return Err("not fgsm".into()) };
+        // batches of 128 (128, 128, 44): a random target depends on the image's index in the whole set
+        let signs = base.build()?.gradient_signs(&model, &xs, &ys, 128)?;
+        for eps in [0.0, 0.1, 0.2, 0.3] {
+            let one = advdet::attacks::FgsmSpec { eps: Some(eps), ..base.clone() }.build()?;
+            let separate = attacks::run_batched(&one, &model, &xs, &ys, 128)?;
+            let shared = one.step(&xs, &signs);
+            assert!(shared.equal(&separate), "eps {eps}{targeted}: the shared gradient changed the bytes");
+        }
+    }
+    Ok(())
+}

@@ -379,8 +379,8 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
         .map(|d| advdet::eval::Scoring { detector: d.as_ref(), routes: d.routes_of(&RouteKind::ALL) })
         .collect();
     let s = advdet::eval::score_images(&model, res, &scorings, &test.images, 40, "count")?;
-    // 3 batches (40, 40, 20), each through the full model and the subnet route once: 6 passes, not 3 x 8
-    assert_eq!(s.passes, 6);
+    // 3 batches (40, 40, 20), each through the full model and the subnet route once: 6 forwards, not 3 x 8
+    assert_eq!((s.forwards, s.backwards), (6, 0));
     assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [2, 2, 2, 1, 1]);
     assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
     assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
@@ -390,6 +390,53 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
         .take(3)
         .map(|d| advdet::eval::Scoring { detector: d.as_ref(), routes: vec![RouteKind::Full] })
         .collect();
-    assert_eq!(advdet::eval::score_images(&model, res, &full_only, &test.images, 40, "count")?.passes, 3);
+    let s = advdet::eval::score_images(&model, res, &full_only, &test.images, 40, "count")?;
+    assert_eq!((s.forwards, s.backwards), (3, 0));
+    Ok(())
+}
+
+/// The scorings of `dets` on the routes of `routes` each runs on.
+fn scorings<'a>(dets: &'a [Box<dyn detectors::Detector>], routes: &[RouteKind]) -> Vec<advdet::eval::Scoring<'a>> {
+    dets.iter().map(|d| advdet::eval::Scoring { detector: d.as_ref(), routes: d.routes_of(routes) }).collect()
+}
+
+#[test]
+fn detectors_that_take_the_input_gradient_reuse_the_routes_forward_and_change_no_score() -> TestResult {
+    let model = load_lenet_mnist();
+    let (fit, test) = fit_and_test(100)?;
+    let ones = all_ones(&model);
+    let res = Resources { subnets: Some(&ones) };
+    let mut cfg = small_config();
+    cfg.mahalanobis.magnitude = 0.002;
+    let mut dets: Vec<Box<dyn detectors::Detector>> =
+        ["msp", "odin", "mahalanobis"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
+    for d in dets.iter_mut() {
+        d.fit(&model, &fit)?;
+    }
+    let both = [RouteKind::Full, RouteKind::Subnet];
+    let all = advdet::eval::score_images(&model, res, &scorings(&dets, &both), &test.images, 40, "count")?;
+    // per batch (3 of them): the full and the subnet pass, each kept with its graph (2 forwards); ODIN's backward
+    // through each of them and its forward on the perturbed images (2 + 2); Mahalanobis (full route only) the same
+    // (1 + 1). A detector running its own forward for the gradient would add 3 per batch.
+    assert_eq!((all.forwards, all.backwards), (3 * (2 + 2 + 1), 3 * (2 + 1)));
+    // each detector alone (no graph for msp) gives the same bytes as in company, and ODIN and Mahalanobis on a pass
+    // without a graph (their own forward) the same as through the shared one
+    for (i, d) in dets.iter().enumerate() {
+        let alone = advdet::eval::score_images(&model, res, &scorings(&dets[i..=i], &both), &test.images, 40, "one")?;
+        assert_eq!(alone.scores[0], all.scores[i], "{}", d.name());
+        let routes = d.routes_of(&both);
+        for (j, &r) in routes.iter().enumerate() {
+            let xs = test.images.narrow(0, 40, 40);
+            let route = advdet::routes::build(r, &model, res)?;
+            let _guard = tch::no_grad_guard();
+            let full = advdet::routes::Pass::run(&model, &xs, None);
+            let own = route.pass(&model, &xs, &full)?;
+            let v = detectors::View { model: &model, xs: &xs, full: &full, route: own.as_ref().unwrap_or(&full) };
+            let plain = Vec::<f64>::try_from(d.score(&v)?.to_kind(Kind::Double))?;
+            assert_eq!(plain[..], all.scores[i][j][40..80], "{} on {r}", d.name());
+        }
+    }
+    let msp_only = advdet::eval::score_images(&model, res, &scorings(&dets[..1], &both), &test.images, 40, "msp")?;
+    assert_eq!((msp_only.forwards, msp_only.backwards), (6, 0));
     Ok(())
 }

@@ -22,6 +22,15 @@ pub struct FgsmSpec {
     pub seed: Option<u64>,
 }
 
+impl FgsmSpec {
+    /// The FGSM attack, validated (what `build` boxes).
+    pub fn build(&self) -> Result<Fgsm> {
+        let a = Fgsm { eps: self.eps.unwrap_or(Fgsm::default().eps), targeting: targeting(self.targeted, self.seed) };
+        a.validate()?;
+        Ok(a)
+    }
+}
+
 /// BIM: iterated FGSM.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,11 +219,7 @@ impl AttackSpec {
 /// The attack `spec` describes, validated; `subnets` is needed by (only) the adaptive attack.
 pub fn build(spec: &AttackSpec, subnets: Option<&Subnets>) -> Result<Box<dyn Attack>> {
     let attack: Box<dyn Attack> = match spec {
-        AttackSpec::Fgsm(s) => {
-            let a = Fgsm { eps: s.eps.unwrap_or(Fgsm::default().eps), targeting: targeting(s.targeted, s.seed) };
-            a.validate()?;
-            Box::new(a)
-        }
+        AttackSpec::Fgsm(s) => Box::new(s.build()?),
         AttackSpec::Bim(s) => {
             let d = Bim::default();
             let eps = s.eps.unwrap_or(d.eps);

@@ -117,6 +117,9 @@ impl Detector for Mahalanobis {
         Ok(())
     }
 
+    fn wants_input_grad(&self) -> bool {
+        self.cfg.magnitude != 0.0
+    }
     fn score(&self, v: &View) -> Result<Tensor> {
         let (means, precision) = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
         if self.cfg.magnitude == 0.0 {
@@ -124,18 +127,12 @@ impl Detector for Mahalanobis {
             let d = Self::distances(means, precision, &v.route.features.to_kind(Kind::Double));
             return Ok(d.min_dim(-1, false).0);
         }
-        let xs = v.xs.detach();
-        let x = {
-            // Lee et al.: step against the gradient of the distance to the closest class mean
-            let grad = tch::with_grad(|| {
-                let x = xs.detach().set_requires_grad(true);
-                let d = Self::distances(means, precision, &v.route.forward(v.model, &x).0.to_kind(Kind::Double));
-                let loss = d.min_dim(-1, false).0.sum(Kind::Double);
-                Tensor::f_run_backward(&[loss], &[&x], false, false)
-            })?;
-            let g = grad.into_iter().next().ok_or_else(|| Error::Model("mahalanobis: no input gradient".into()))?;
-            (&xs - g.sign() * self.cfg.magnitude).detach()
-        };
+        // Lee et al.: step against the gradient of the distance to the closest class mean
+        let g = v.route.input_grad(v.model, v.xs, |features, _| {
+            let d = Self::distances(means, precision, &features.to_kind(Kind::Double));
+            d.min_dim(-1, false).0.sum(Kind::Double)
+        })?;
+        let x = (v.xs.detach() - g.sign() * self.cfg.magnitude).detach();
         let _guard = tch::no_grad_guard();
         let d = Self::distances(means, precision, &v.route.forward(v.model, &x).0.to_kind(Kind::Double));
         Ok(d.min_dim(-1, false).0)

@@ -107,6 +107,11 @@ pub trait Detector {
     fn fit(&mut self, _model: &Model, _clean: &Dataset) -> Result<()> {
         Ok(())
     }
+    /// Whether `score` takes the input gradient of the route's network (`Pass::input_grad`): `eval` then runs the
+    /// route's pass with its graph, so the gradient reuses that forward.
+    fn wants_input_grad(&self) -> bool {
+        false
+    }
     /// One score per image of the batch, `[batch]` (any float kind, any device); `eval` checks that each is finite.
     fn score(&self, v: &View) -> Result<Tensor>;
 }

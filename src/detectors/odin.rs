@@ -53,23 +53,20 @@ impl Detector for Odin {
     fn kind(&self) -> DetectorKind {
         DetectorKind::Odin
     }
+    fn wants_input_grad(&self) -> bool {
+        self.cfg.epsilon != 0.0
+    }
     fn score(&self, v: &View) -> Result<Tensor> {
         let t = self.cfg.temperature;
         if self.cfg.epsilon == 0.0 {
             return Ok(one_minus_max_softmax(&(v.route.logits.to_kind(Kind::Double) / t)));
         }
-        let xs = v.xs.detach();
-        let x = {
-            let grad = tch::with_grad(|| {
-                let x = xs.detach().set_requires_grad(true);
-                let logits = v.route.forward(v.model, &x).1 / t;
-                let top = logits.argmax(-1, true);
-                let loss = logits.log_softmax(-1, Kind::Float).gather(1, &top, false).sum(Kind::Float);
-                Tensor::f_run_backward(&[loss], &[&x], false, false)
-            })?;
-            let g = grad.into_iter().next().ok_or_else(|| Error::Model("odin: no input gradient".into()))?;
-            (&xs + g.sign() * self.cfg.epsilon).detach()
-        };
+        let g = v.route.input_grad(v.model, v.xs, |_, logits| {
+            let logits = logits / t;
+            let top = logits.argmax(-1, true);
+            logits.log_softmax(-1, Kind::Float).gather(1, &top, false).sum(Kind::Float)
+        })?;
+        let x = (v.xs.detach() + g.sign() * self.cfg.epsilon).detach();
         let _guard = tch::no_grad_guard();
         let logits = v.route.forward(v.model, &x).1.to_kind(Kind::Double) / t;
         Ok(one_minus_max_softmax(&logits))

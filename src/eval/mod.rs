@@ -11,7 +11,7 @@ use crate::detectors::{finite_scores, Detector, View};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::routes::{self, Pass, Resources, RouteKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tch::{Device, Kind, Tensor};
 
 /// A detector and the routes it scores on.
@@ -29,9 +29,10 @@ pub type ScoreTable = Vec<Vec<Vec<f64>>>;
 pub struct Scores {
     pub scores: ScoreTable,
     pub pred: Vec<i64>,
-    /// Batched forward passes run over the set: the full model's and the other routes' (a detector's own passes on
-    /// perturbed inputs, as ODIN's, not counted).
-    pub passes: usize,
+    /// Batched forward and backward calls of the model made while scoring the set: one forward per (batch, route),
+    /// plus what detectors that perturb their input (ODIN, Mahalanobis with a magnitude) add on top.
+    pub forwards: usize,
+    pub backwards: usize,
 }
 
 /// Fails unless `xs` is a float batch of images the model takes.
@@ -61,7 +62,8 @@ fn route_error(detector: &str, route: RouteKind, e: Error) -> Error {
 
 /// Scores `images` (`[N, C, H, W]`, any device) with every scoring, in batches of `batch_size`, with a progress bar
 /// labelled `label`. Each batch goes once through the full model and once through each other route asked for; every
-/// detector scores from those passes. Every detector here scores each image independently of its batch.
+/// detector scores from those passes. On a route where a detector wants the input gradient (ODIN, Mahalanobis with a
+/// magnitude) that one pass keeps its graph, and the detector's backward runs through it. Every detector here scores each image independently of its batch.
 pub fn score_images(
     model: &Model,
     res: Resources,
@@ -89,23 +91,30 @@ pub fn score_images(
     let bar = crate::progress::bar(n.max(0) as u64, label);
     let mut out: ScoreTable = scorings.iter().map(|s| vec![Vec::with_capacity(n as usize); s.routes.len()]).collect();
     let mut pred = Vec::with_capacity(n as usize);
-    let mut passes = 0;
+    // the routes whose pass keeps its graph: a detector on them takes the input gradient from that forward
+    let graph: BTreeSet<RouteKind> =
+        scorings.iter().filter(|s| s.detector.wants_input_grad()).flat_map(|s| s.routes.iter().copied()).collect();
+    let calls_before = model.calls();
     for start in (0..n).step_by(b as usize) {
         let len = b.min(n - start);
         let xs = images.narrow(0, start, len).to_device(model.device()).to_kind(Kind::Float);
-        let (full, others) = {
-            let _guard = tch::no_grad_guard();
-            let full = Pass::run(model, &xs, None);
-            passes += 1;
-            let mut others = BTreeMap::new();
-            for (kind, route) in &built {
-                if let Some(p) = route.pass(model, &xs, &full)? {
-                    passes += 1;
-                    others.insert(*kind, p);
+        let pass_of = |kind: RouteKind, f: &dyn Fn(&Tensor) -> Result<Option<Pass>>| -> Result<Option<Pass>> {
+            match graph.contains(&kind) {
+                true => Pass::with_graph(&xs, f),
+                false => {
+                    let _guard = tch::no_grad_guard();
+                    f(&xs)
                 }
             }
-            (full, others)
         };
+        let full = pass_of(RouteKind::Full, &|x| Ok(Some(Pass::run(model, x, None))))?
+            .ok_or_else(|| Error::Model("the full model gave no pass".into()))?;
+        let mut others = BTreeMap::new();
+        for (kind, route) in &built {
+            if let Some(p) = pass_of(*kind, &|x| route.pass(model, x, &full))? {
+                others.insert(*kind, p);
+            }
+        }
         pred.extend(Vec::<i64>::try_from(full.logits.argmax(-1, false).to_device(Device::Cpu))?);
         for (s, per_route) in scorings.iter().zip(out.iter_mut()) {
             for (r, dest) in s.routes.iter().zip(per_route.iter_mut()) {
@@ -118,7 +127,8 @@ pub fn score_images(
         bar.inc(len as u64);
     }
     bar.finish_and_clear();
-    Ok(Scores { scores: out, pred, passes })
+    let calls = model.calls();
+    Ok(Scores { scores: out, pred, forwards: calls.0 - calls_before.0, backwards: calls.1 - calls_before.1 })
 }
 
 /// The scores of one detector on one route over `xs`, in batches of `batch_size`.

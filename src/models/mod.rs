@@ -7,6 +7,7 @@ pub mod vgg;
 
 use crate::data::DatasetName;
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Tensor};
 
 /// A named group of gateable units (one conv layer's output channels, or one hidden FC layer's units).
@@ -150,6 +151,15 @@ pub struct Model {
     pub net: Box<dyn Classifier>,
     /// The width of the logits.
     classes: i64,
+    calls: Calls,
+}
+
+/// Forward and backward calls made through `Model::forward_eval` and `Model::input_grad` (the scoring path's), so a
+/// test can hold the number of passes an evaluation makes.
+#[derive(Debug, Default)]
+struct Calls {
+    forward: AtomicUsize,
+    backward: AtomicUsize,
 }
 
 impl Model {
@@ -164,7 +174,7 @@ impl Model {
             Arch::VggSmall => Box::new(vgg::VggSmall::new(&root, classes)),
             Arch::Resnet20 => Box::new(resnet::Resnet20::new(&root, classes)),
         };
-        Model { arch, vs, net, classes }
+        Model { arch, vs, net, classes, calls: Calls::default() }
     }
 
     pub fn device(&self) -> Device {
@@ -183,6 +193,25 @@ impl Model {
     /// Logits in eval mode, without gradient tracking for the parameters.
     pub fn logits(&self, xs: &Tensor) -> Tensor {
         self.net.forward(xs, None, false)
+    }
+
+    /// Penultimate features and logits in eval mode, gradients as the caller's guard says (counted in `calls`).
+    pub fn forward_eval(&self, xs: &Tensor, gates: Option<&Tensor>) -> (Tensor, Tensor) {
+        self.calls.forward.fetch_add(1, Ordering::Relaxed);
+        self.net.forward_all(xs, gates, false)
+    }
+
+    /// The gradient of the scalar `loss` with respect to `input` only (counted in `calls`); `keep_graph` leaves the
+    /// graph for another gradient through the same forward.
+    pub fn input_grad(&self, loss: &Tensor, input: &Tensor, keep_graph: bool) -> Result<Tensor> {
+        self.calls.backward.fetch_add(1, Ordering::Relaxed);
+        let mut grads = Tensor::f_run_backward(&[loss], &[input], keep_graph, false)?;
+        grads.pop().ok_or_else(|| Error::Model("autograd returned no input gradient".into()))
+    }
+
+    /// `(forward, backward)` calls made so far through `forward_eval` and `input_grad`.
+    pub fn calls(&self) -> (usize, usize) {
+        (self.calls.forward.load(Ordering::Relaxed), self.calls.backward.load(Ordering::Relaxed))
     }
 
     /// Freezes the parameters so attacks and detectors take gradients only with respect to their inputs.

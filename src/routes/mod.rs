@@ -60,23 +60,63 @@ pub struct Resources<'a> {
 }
 
 /// One forward pass of a batch along a route (eval mode): logits, penultimate features and, for gated routes, the
-/// per-sample gates it applied.
+/// per-sample gates it applied. `logits` and `features` never carry a graph; a pass run with `with_graph` also keeps
+/// its input and graph, so detectors that need the input gradient take it from this same forward.
 pub struct Pass {
     pub logits: Tensor,
     pub features: Tensor,
     pub gates: Option<Tensor>,
+    graph: Option<Graph>,
+}
+
+/// The input (requiring its gradient) and the graph-carrying outputs of a pass.
+struct Graph {
+    input: Tensor,
+    features: Tensor,
+    logits: Tensor,
 }
 
 impl Pass {
     /// The forward of `xs` through `model` with `gates` (eval mode; gradients as the caller's guard says).
     pub fn run(model: &Model, xs: &Tensor, gates: Option<Tensor>) -> Pass {
-        let (features, logits) = model.net.forward_all(xs, gates.as_ref(), false);
-        Pass { logits, features, gates }
+        let (features, logits) = model.forward_eval(xs, gates.as_ref());
+        Pass { logits, features, gates, graph: None }
     }
 
     /// The same network on other inputs (the gates of this pass): for detectors that perturb their input.
     pub fn forward(&self, model: &Model, xs: &Tensor) -> (Tensor, Tensor) {
-        model.net.forward_all(xs, self.gates.as_ref(), false)
+        model.forward_eval(xs, self.gates.as_ref())
+    }
+
+    /// `run` through `pass` with gradients on, on a copy of `xs` that requires its gradient, the graph kept for
+    /// `input_grad`. The logits and features are the bytes a no-grad pass gives (tests/detectors.rs holds it).
+    pub fn with_graph(xs: &Tensor, pass: impl FnOnce(&Tensor) -> Result<Option<Pass>>) -> Result<Option<Pass>> {
+        let input = xs.detach().set_requires_grad(true);
+        let p = tch::with_grad(|| pass(&input))?;
+        Ok(p.map(|p| Pass {
+            logits: p.logits.detach(),
+            features: p.features.detach(),
+            gates: p.gates,
+            graph: Some(Graph { input, features: p.features, logits: p.logits }),
+        }))
+    }
+
+    /// The gradient with respect to the images `xs` of the scalar `loss(features, logits)` of this route's network.
+    /// A pass with its graph reuses its own forward (one backward, no forward); otherwise it runs one forward.
+    pub fn input_grad(
+        &self,
+        model: &Model,
+        xs: &Tensor,
+        loss: impl FnOnce(&Tensor, &Tensor) -> Tensor,
+    ) -> Result<Tensor> {
+        tch::with_grad(|| match &self.graph {
+            Some(g) => model.input_grad(&loss(&g.features, &g.logits), &g.input, true),
+            None => {
+                let x = xs.detach().set_requires_grad(true);
+                let (f, l) = self.forward(model, &x);
+                model.input_grad(&loss(&f, &l), &x, false)
+            }
+        })
     }
 }
 

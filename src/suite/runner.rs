@@ -78,7 +78,8 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     if opts.fresh {
         cache.clear()?;
     }
-    let mut ctx = Ctx { suite, cache, device, numerics: numerics.clone(), stats: BTreeMap::new() };
+    let mut ctx =
+        Ctx { suite, cache, device, numerics: numerics.clone(), stats: BTreeMap::new(), fgsm_signs: BTreeMap::new() };
     let jobs: Vec<_> = suite.jobs.iter().filter(|j| opts.shard.owns(j.index)).collect();
     ctx.say(&format!(
         "{} of {} jobs (shard {}), {} detectors, on {}",

@@ -1,6 +1,7 @@
 //! The cached stages of a suite run (data, model, class subnetworks after Wang et al., arXiv 1910.02673, attacks):
 //! each computes into its cache folder and the run always reads the result back from disk, so a fresh, a resumed and a
 //! warm run consume the same bytes.
+use crate::attacks::{AttackSpec, FgsmSpec};
 use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::io::{read_json, sha256_file, write_atomic, write_json};
@@ -25,6 +26,8 @@ pub struct Ctx<'a> {
     /// The CPU numerics of this process (pinned or native): part of every CPU stage's cache key.
     pub numerics: crate::cpu::CpuNumerics,
     pub stats: BTreeMap<&'static str, StageTime>,
+    /// FGSM's gradient signs over the test images, by the FGSM spec without its eps: one gradient for an eps list.
+    pub fgsm_signs: BTreeMap<String, Tensor>,
 }
 
 /// The stages in pipeline order (the manifest lists them so).
@@ -278,10 +281,28 @@ pub fn attack_stage(
     let computed = !stage.is_done();
     if computed {
         stage.create()?;
-        let attack = crate::attacks::build(&job.attack, Some(&sub.subnets))?;
         let batch = ctx.suite.batch_size as i64;
-        let adv =
-            crate::attacks::run_batched(attack.as_ref(), &model.model, &data.test.images, &data.test.labels, batch)?;
+        let (images, labels) = (&data.test.images, &data.test.labels);
+        let adv = match &job.attack {
+            // every eps of an FGSM list steps along the same gradient sign: one forward+backward for all of them
+            AttackSpec::Fgsm(spec) => {
+                let fgsm = spec.build()?;
+                let shared = format!("{:?}", FgsmSpec { eps: None, ..spec.clone() });
+                let sign = match ctx.fgsm_signs.get(&shared) {
+                    Some(s) => s.shallow_clone(),
+                    None => {
+                        let s = fgsm.gradient_signs(&model.model, images, labels, batch)?;
+                        ctx.fgsm_signs.insert(shared, s.shallow_clone());
+                        s
+                    }
+                };
+                fgsm.step(&images.to_device(model.model.device()), &sign)
+            }
+            _ => {
+                let attack = crate::attacks::build(&job.attack, Some(&sub.subnets))?;
+                crate::attacks::run_batched(attack.as_ref(), &model.model, images, labels, batch)?
+            }
+        };
         let pred = model.model.predict(&adv, batch);
         save_tensors(&stage.file("adv.safetensors"), &[("adversarial", &adv), ("pred_adv", &pred)])?;
         stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
