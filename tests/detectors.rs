@@ -374,23 +374,15 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
     let cfg = DetectorConfig::default();
     let dets: Vec<_> =
         ["msp", "entropy", "margin", "kl", "disagree"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
-    let scorings: Vec<advdet::eval::Scoring> = dets
-        .iter()
-        .map(|d| advdet::eval::Scoring { detector: d.as_ref(), routes: d.routes_of(&RouteKind::ALL) })
-        .collect();
-    let s = advdet::eval::score_images(&model, res, &scorings, &test.images, 40, "count")?;
+    let s = advdet::eval::score_images(&model, res, &scorings(&dets, &RouteKind::ALL), &test.images, 40, "count")?;
     // 3 batches (40, 40, 20), each through the full model and the subnet route once: 6 forwards, not 3 x 8
     assert_eq!((s.forwards, s.backwards), (6, 0));
     assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [2, 2, 2, 1, 1]);
     assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
     assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
     // the full route alone: one pass per batch
-    let full_only: Vec<advdet::eval::Scoring> = dets
-        .iter()
-        .take(3)
-        .map(|d| advdet::eval::Scoring { detector: d.as_ref(), routes: vec![RouteKind::Full] })
-        .collect();
-    let s = advdet::eval::score_images(&model, res, &full_only, &test.images, 40, "count")?;
+    let s =
+        advdet::eval::score_images(&model, res, &scorings(&dets[..3], &[RouteKind::Full]), &test.images, 40, "count")?;
     assert_eq!((s.forwards, s.backwards), (3, 0));
     Ok(())
 }
