@@ -87,7 +87,7 @@ fn skeleton(html: &str) -> String {
 fn rendered_tables_and_index_match_their_snapshots() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (suite, jobs) = records();
-    advdet::report::render::render(dir.path(), &suite, &jobs, None)?;
+    advdet::report::render::render(dir.path(), &suite, &jobs, None, true)?;
     insta::assert_snapshot!("table_md", std::fs::read_to_string(dir.path().join("table.md"))?);
     insta::assert_snapshot!("table_tex", std::fs::read_to_string(dir.path().join("table.tex"))?);
     insta::assert_snapshot!("index_html_skeleton", skeleton(&std::fs::read_to_string(dir.path().join("index.html"))?));
@@ -139,6 +139,21 @@ fn manifest_keys_match_their_snapshot() -> TestResult {
             cached: 0,
             seconds: 0.5,
         }],
+        jobs: vec![advdet::report::manifest::JobTime {
+            index: 0,
+            attack: "fgsm".into(),
+            params: "eps=0.1".into(),
+            computed: true,
+            attack_seconds: 0.25,
+            scores_seconds: 0.125,
+            metrics_seconds: 0.0625,
+        }],
+        scoring: vec![advdet::report::manifest::ScoreTime {
+            detector: "msp".into(),
+            route: "full".into(),
+            seconds: 0.01,
+        }],
+        route_passes: BTreeMap::from([("full".to_string(), 0.02)]),
         wall_seconds: 1.0,
         detectors_oblivious_to_attacks: true,
         protocol: advdet::report::manifest::PROTOCOL_NOTE.into(),

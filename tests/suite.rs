@@ -126,14 +126,19 @@ fn tiny_suite(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
     Ok(path)
 }
 
-fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+/// Runs a suite; its (stdout, stderr) on success.
+fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> Result<(String, String), Box<dyn std::error::Error>> {
     let mut args = vec!["run", suite.to_str().ok_or("path")?, "--out", out.to_str().ok_or("path")?, "--device", "cpu"];
     args.extend_from_slice(extra);
     let (code, stdout, stderr) = run_advdet(&args);
     if code != 0 {
         return Err(format!("advdet run exited {code}:\n{stdout}\n{stderr}").into());
     }
-    Ok(())
+    Ok((stdout, stderr))
+}
+
+fn manifest(out: &Path) -> Result<advdet::report::manifest::Manifest, Box<dyn std::error::Error>> {
+    Ok(serde_json::from_slice(&std::fs::read(out.join("tiny").join("manifest.json"))?)?)
 }
 
 fn results(out: &Path) -> std::io::Result<Vec<u8>> {
@@ -145,19 +150,36 @@ fn runs_are_byte_identical_and_warm_runs_recompute_nothing() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let suite = tiny_suite(tmp.path())?;
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    run_suite(&suite, &a, &[])?;
+    let (stdout, stderr) = run_suite(&suite, &a, &[])?;
     run_suite(&suite, &b, &[])?;
     assert_eq!(results(&a)?, results(&b)?, "two runs with the same seed differ");
     let first = results(&a)?;
     assert_eq!(String::from_utf8(first.clone())?.lines().count(), 1 + 2 * 2, "header + 2 attacks x 2 modes");
+    // where the time went: every job timed, the detector on each of its routes, each route's pass
+    let m = manifest(&a)?;
+    let jobs: Vec<(usize, &str, bool)> = m.jobs.iter().map(|j| (j.index, j.params.as_str(), j.computed)).collect();
+    assert_eq!(jobs, [(0, "eps=0.1", true), (1, "eps=0.3", true)]);
+    assert!(m.jobs.iter().all(|j| j.attack_seconds > 0.0 && j.scores_seconds > 0.0 && j.metrics_seconds > 0.0));
+    let scoring: Vec<(&str, &str)> = m.scoring.iter().map(|t| (t.detector.as_str(), t.route.as_str())).collect();
+    assert_eq!(scoring, [("msp", "full"), ("msp", "subnet")]);
+    assert_eq!(m.route_passes.keys().collect::<Vec<_>>(), ["full", "subnet"]);
+    assert!(a.join("tiny").join("stages.svg").is_file());
+    // stderr is a pipe here, not a terminal: one line per finished job; the summary names the slowest
+    assert!(
+        stderr.contains("[tiny] job 1/2 fgsm eps=0.1: ") && stderr.contains("[tiny] job 2/2 fgsm eps=0.3: "),
+        "{stderr}"
+    );
+    assert!(stdout.contains("slowest jobs:\n  fgsm eps="), "{stdout}");
 
-    run_suite(&suite, &a, &[])?;
+    let (stdout, stderr) = run_suite(&suite, &a, &[])?;
     assert_eq!(results(&a)?, first);
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("tiny").join("manifest.json"))?)?;
-    let stages = manifest["stages"].as_array().ok_or("no stages")?;
-    for s in stages.iter().filter(|s| s["stage"] != "report") {
-        assert_eq!(s["computed"], 0, "warm run recomputed {s}");
+    let m = manifest(&a)?;
+    for s in m.stages.iter().filter(|s| s.stage != "report") {
+        assert_eq!(s.computed, 0, "warm run recomputed {s:?}");
     }
+    assert!(m.jobs.iter().all(|j| !j.computed) && m.scoring.is_empty(), "{:?}", m.jobs);
+    assert!(stderr.contains("job 2/2 fgsm eps=0.3: ") && stderr.contains("from the cache"), "{stderr}");
+    assert!(!stdout.contains("slowest jobs"), "nothing computed, nothing slow: {stdout}");
     for file in [
         "results.parquet",
         "table.md",
@@ -190,7 +212,7 @@ fn killed_then_resumed(suite: &Path, out: &Path, ready: impl Fn(&Path) -> bool) 
     child.wait()?;
     assert!(was_running, "the run ended before it could be killed");
     assert!(!out.join("tiny").join("results.csv").exists(), "killed before the report, yet results exist");
-    run_suite(suite, out, &[])
+    run_suite(suite, out, &[]).map(|_| ())
 }
 
 fn stage_done(cache: &Path, prefix: &str) -> bool {
@@ -230,7 +252,23 @@ fn merged_shards_equal_an_unsharded_run() -> TestResult {
     let (code, _, stderr) = run_advdet(&["merge", &dirs[0], &dirs[1], "--out", merged.to_str().ok_or("path")?]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(results(&merged)?, results(&whole)?);
-    assert_eq!(std::fs::read(merged.join("tiny/table.md"))?, std::fs::read(whole.join("tiny/table.md"))?);
+    for file in ["table.md", "index.html"] {
+        assert_eq!(std::fs::read(merged.join("tiny").join(file))?, std::fs::read(whole.join("tiny").join(file))?);
+    }
+    // the shards' job times joined in suite order, the scoring times summed per (detector, route)
+    let m = manifest(&merged)?;
+    assert_eq!(m.jobs.iter().map(|j| j.index).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(m.scoring.len(), 2);
+    let shard_seconds: f64 = dirs
+        .iter()
+        .map(|d| -> Result<f64, Box<dyn std::error::Error>> {
+            let m: advdet::report::manifest::Manifest =
+                serde_json::from_slice(&std::fs::read(Path::new(d).join("manifest.json"))?)?;
+            Ok(m.scoring.iter().map(|t| t.seconds).sum())
+        })
+        .sum::<Result<f64, _>>()?;
+    assert!((m.scoring.iter().map(|t| t.seconds).sum::<f64>() - shard_seconds).abs() < 1e-9);
+    assert!(merged.join("tiny").join("stages.svg").is_file());
     Ok(())
 }
 

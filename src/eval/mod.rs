@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::routes::{self, Pass, Resources, RouteKind};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// A detector and the routes it scores on.
@@ -33,6 +34,11 @@ pub struct Scores {
     /// plus what detectors that perturb their input (ODIN, Mahalanobis with a magnitude) add on top.
     pub forwards: usize,
     pub backwards: usize,
+    /// Seconds each scoring spent on each of its routes, `[scoring][route]`, not counting the routes' passes.
+    pub seconds: Vec<Vec<f64>>,
+    /// Seconds of each route's own pass over the set (on a GPU, work still queued when the full model's predictions
+    /// are read shows here; the rest lands on the first detector that reads the pass).
+    pub pass_seconds: BTreeMap<RouteKind, f64>,
 }
 
 /// Fails unless `xs` is a float batch of images the model takes.
@@ -91,6 +97,8 @@ pub fn score_images(
     let bar = crate::progress::bar(n.max(0) as u64, label);
     let mut out: ScoreTable = scorings.iter().map(|s| vec![Vec::with_capacity(n as usize); s.routes.len()]).collect();
     let mut pred = Vec::with_capacity(n as usize);
+    let mut seconds: Vec<Vec<f64>> = scorings.iter().map(|s| vec![0.0; s.routes.len()]).collect();
+    let mut pass_seconds: BTreeMap<RouteKind, f64> = BTreeMap::new();
     // the routes whose pass keeps its graph: a detector on them takes the input gradient from that forward
     let graph: BTreeSet<RouteKind> =
         scorings.iter().filter(|s| s.detector.wants_input_grad()).flat_map(|s| s.routes.iter().copied()).collect();
@@ -107,28 +115,41 @@ pub fn score_images(
                 }
             }
         };
+        let t0 = Instant::now();
         let full = pass_of(RouteKind::Full, &|x| Ok(Some(Pass::run(model, x, None))))?
             .ok_or_else(|| Error::Model("the full model gave no pass".into()))?;
+        pred.extend(Vec::<i64>::try_from(full.logits.argmax(-1, false).to_device(Device::Cpu))?);
+        *pass_seconds.entry(RouteKind::Full).or_default() += t0.elapsed().as_secs_f64();
         let mut others = BTreeMap::new();
         for (kind, route) in &built {
+            let t0 = Instant::now();
             if let Some(p) = pass_of(*kind, &|x| route.pass(model, x, &full))? {
                 others.insert(*kind, p);
             }
+            *pass_seconds.entry(*kind).or_default() += t0.elapsed().as_secs_f64();
         }
-        pred.extend(Vec::<i64>::try_from(full.logits.argmax(-1, false).to_device(Device::Cpu))?);
-        for (s, per_route) in scorings.iter().zip(out.iter_mut()) {
-            for (r, dest) in s.routes.iter().zip(per_route.iter_mut()) {
+        for ((s, per_route), secs) in scorings.iter().zip(out.iter_mut()).zip(seconds.iter_mut()) {
+            for ((r, dest), sec) in s.routes.iter().zip(per_route.iter_mut()).zip(secs.iter_mut()) {
+                let t0 = Instant::now();
                 let route = others.get(r).unwrap_or(&full);
                 let v = View { model, xs: &xs, full: &full, route };
                 let t = s.detector.score(&v)?;
                 dest.extend(finite_scores(s.detector.name(), &t)?);
+                *sec += t0.elapsed().as_secs_f64();
             }
         }
         bar.inc(len as u64);
     }
     bar.finish_and_clear();
     let calls = model.calls();
-    Ok(Scores { scores: out, pred, forwards: calls.0 - calls_before.0, backwards: calls.1 - calls_before.1 })
+    Ok(Scores {
+        scores: out,
+        pred,
+        forwards: calls.0 - calls_before.0,
+        backwards: calls.1 - calls_before.1,
+        seconds,
+        pass_seconds,
+    })
 }
 
 /// The scores of one detector on one route over `xs`, in batches of `batch_size`.

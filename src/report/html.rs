@@ -16,6 +16,8 @@ pub struct Links {
     pub heatmaps: Vec<(String, String, String)>,
     /// Other files: `(title, path)`.
     pub files: Vec<(String, String)>,
+    /// The run's stage times as a bar chart, when the report has a manifest.
+    pub stage_chart: Option<String>,
 }
 
 fn table_html(t: &PaperTable) -> String {
@@ -102,6 +104,12 @@ pub fn index_html(suite: &SuiteRecord, tables: &[PaperTable], links: &Links) -> 
     }
     s += "<h3>Units kept per class and layer</h3>\n";
     s += &sparsity_html(&suite.subnet);
+    if let Some(chart) = &links.stage_chart {
+        s += &format!(
+            "<h2>Where the time went</h2>\n<p><img src=\"{chart}\" alt=\"seconds per stage\"></p>\n<p>Seconds of the run \
+             that wrote this report, on its machine; manifest.json has them per job and per (detector, route).</p>\n"
+        );
+    }
     s += "<h2>Files</h2>\n<ul>\n";
     for (title, path) in &links.files {
         s += &format!("<li><a href=\"{path}\">{}</a></li>\n", escape(title));

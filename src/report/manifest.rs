@@ -1,5 +1,6 @@
 //! manifest.json of a suite report (the benchmark of Wang, Su, Zhang, Hu, arXiv 1910.02673): which code, libtorch,
-//! device, seeds and inputs produced the results, and the wall time of every stage.
+//! device, seeds and inputs produced the results, and where the time went: every stage, every job, every (detector,
+//! route).
 use crate::error::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,6 +11,47 @@ pub struct StageTime {
     pub stage: String,
     pub computed: usize,
     pub cached: usize,
+    pub seconds: f64,
+}
+
+/// Seconds of one attack job in this run, by stage; `computed` is false when its record came from the cache.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobTime {
+    pub index: usize,
+    pub attack: String,
+    pub params: String,
+    pub computed: bool,
+    pub attack_seconds: f64,
+    pub scores_seconds: f64,
+    pub metrics_seconds: f64,
+}
+
+impl JobTime {
+    pub fn seconds(&self) -> f64 {
+        self.attack_seconds + self.scores_seconds + self.metrics_seconds
+    }
+
+    /// One line: the job, its seconds per stage, and whether it was computed.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}: {:.1} s (attack {:.1}, scores {:.1}, metrics {:.1}){}",
+            self.attack,
+            self.params,
+            self.seconds(),
+            self.attack_seconds,
+            self.scores_seconds,
+            self.metrics_seconds,
+            if self.computed { "" } else { ", from the cache" }
+        )
+    }
+}
+
+/// Seconds one detector spent scoring on one route in this run, clean and adversarial image sets together, not
+/// counting the route's own pass (`Manifest::route_passes`), which every detector on the route shares.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScoreTime {
+    pub detector: String,
+    pub route: String,
     pub seconds: f64,
 }
 
@@ -29,15 +71,32 @@ pub struct Manifest {
     /// sha256 of every input: suite file, data, model weights, subnetworks.
     pub inputs: BTreeMap<String, String>,
     pub stages: Vec<StageTime>,
+    /// Seconds per attack job, in suite order.
+    #[serde(default)]
+    pub jobs: Vec<JobTime>,
+    /// Seconds per (detector, route) of the scoring stage.
+    #[serde(default)]
+    pub scoring: Vec<ScoreTime>,
+    /// Seconds of each route's own pass in the scoring stage, shared by the detectors on it.
+    #[serde(default)]
+    pub route_passes: BTreeMap<String, f64>,
     pub wall_seconds: f64,
     /// Always true here: no detector is fitted on adversarial examples.
     pub detectors_oblivious_to_attacks: bool,
     pub protocol: String,
 }
 
+/// The file names a manifest writes into a report folder: itself, and its stage times as a bar chart (index.html shows
+/// the chart; both change from run to run, unlike every other report file).
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const STAGE_CHART_FILE: &str = "stages.svg";
+
 impl Manifest {
-    pub fn write(&self, path: &Path) -> Result<()> {
-        crate::io::write_json(path, self)
+    /// Writes `manifest.json` and `stages.svg` into the report folder `dir`.
+    pub fn write_into(&self, dir: &Path) -> Result<()> {
+        let title = format!("Stage seconds of suite {} ({:.1} s wall)", self.suite, self.wall_seconds);
+        crate::report::plot::stage_chart(&dir.join(STAGE_CHART_FILE), &title, &self.stages)?;
+        crate::io::write_json(&dir.join(MANIFEST_FILE), self)
     }
 }
 

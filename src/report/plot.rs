@@ -1,8 +1,9 @@
 //! ROC curves as SVG or PNG (plotters): one line per detector and mode, with the chance diagonal, for the
-//! full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673).
+//! full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673); and a run's stage times as bars.
 use crate::error::Error;
 use crate::io::write_atomic;
 use crate::metrics::Roc;
+use crate::report::manifest::StageTime;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -24,6 +25,77 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
 ];
+
+/// Draws the seconds of each stage as horizontal bars, pipeline order from the top, into the SVG file `path`.
+pub fn stage_chart(path: &Path, title: &str, stages: &[StageTime]) -> crate::Result<()> {
+    if let Some(s) = stages.iter().find(|s| !(s.seconds.is_finite() && s.seconds >= 0.0)) {
+        return Err(Error::config(format!("stage {}", s.stage), s.seconds, "seconds must be finite and not negative"));
+    }
+    super::register_fonts();
+    write_atomic(path, |tmp| {
+        let height = 90 + 36 * stages.len().max(1) as u32;
+        draw_stages(SVGBackend::new(tmp, (720, height)).into_drawing_area(), title, stages)
+            .map_err(|e| Error::format(path, format!("cannot draw the stage chart: {e}")))
+    })
+}
+
+fn draw_stages<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    stages: &[StageTime],
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let n = stages.len().max(1);
+    let top = stages.iter().map(|s| s.seconds).fold(0.0, f64::max).max(1e-3) * 1.25;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..top, -0.5..n as f64 - 0.5)
+        .map_err(err)?;
+    // the first stage at the top
+    let row = |i: usize| (n - 1 - i) as f64;
+    let name_of = |y: &f64| {
+        let i = n as f64 - 1.0 - y.round();
+        stages
+            .get(i as usize)
+            .filter(|_| i >= 0.0 && (y - y.round()).abs() < 1e-9)
+            .map_or(String::new(), |s| s.stage.clone())
+    };
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_labels(n)
+        .y_label_formatter(&name_of)
+        .disable_y_mesh()
+        .label_style(("sans-serif", 14))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .draw()
+        .map_err(err)?;
+    let color = PALETTE[0];
+    chart
+        .draw_series(
+            stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Rectangle::new([(0.0, row(i) - 0.35), (s.seconds, row(i) + 0.35)], color.filled())),
+        )
+        .map_err(err)?;
+    chart
+        .draw_series(stages.iter().enumerate().map(|(i, s)| {
+            let what = match (s.computed, s.cached) {
+                (c, 0) => format!("{:.1} s ({c} computed)", s.seconds),
+                (0, k) => format!("{:.1} s ({k} cached)", s.seconds),
+                (c, k) => format!("{:.1} s ({c} computed, {k} cached)", s.seconds),
+            };
+            Text::new(what, (s.seconds + top * 0.01, row(i) + 0.15), ("sans-serif", 13))
+        }))
+        .map_err(err)?;
+    root.present().map_err(err)
+}
 
 /// Draws `curves` (legend name, ROC) into `path`, SVG or PNG by the extension, written atomically.
 pub fn roc_plot(path: &Path, title: &str, curves: &[(String, Roc)]) -> crate::Result<()> {
@@ -125,6 +197,32 @@ fn thin(roc: &Roc) -> Vec<(f64, f64)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_stage_chart_names_every_stage_with_its_seconds_and_refuses_nan() -> crate::Result<()> {
+        use crate::report::manifest::StageTime;
+        let dir = tempfile::tempdir().map_err(|e| crate::Error::io("tempdir", e))?;
+        let path = dir.path().join("stages.svg");
+        let st = |stage: &str, computed, cached, seconds| StageTime { stage: stage.into(), computed, cached, seconds };
+        let stages = [st("attacks", 9, 0, 44.3), st("scores", 20, 2, 7.5), st("report", 1, 0, 0.0)];
+        super::stage_chart(&path, "t", &stages)?;
+        let svg = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
+        for text in [
+            "attacks",
+            "scores",
+            "report",
+            "44.3 s (9 computed)",
+            "7.5 s (20 computed, 2 cached)",
+            "0.0 s (1 computed)",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        let bad = [st("scores", 1, 0, f64::NAN)];
+        let e = super::stage_chart(&dir.path().join("bad.svg"), "t", &bad).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("stage scores")));
+        assert!(!dir.path().join("bad.svg").exists());
+        Ok(())
+    }
+
     #[test]
     fn thinning_bounds_the_points_and_keeps_the_ends() {
         let n = 100_000;

@@ -5,6 +5,7 @@ use crate::io::write_bytes;
 use crate::metrics::Roc;
 use crate::records::{self, JobRecord, SuiteRecord};
 use crate::report::html::{index_html, Links};
+use crate::report::manifest::{MANIFEST_FILE, STAGE_CHART_FILE};
 use crate::report::tables::{results_frame, sparsity_markdown, write_results, PaperTable};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,12 +23,14 @@ fn prune(dir: &Path, prefix: &str, keep: &BTreeSet<String>) -> Result<()> {
 }
 
 /// Writes every report file into `dir` and returns the paper tables (one per protocol).
-/// `subnets_file`, when given, is copied to `subnets/subnets.safetensors`.
+/// `subnets_file`, when given, is copied to `subnets/subnets.safetensors`; `stage_chart` says whether the page shows
+/// the manifest's stage chart (`stages.svg`, written with `manifest.json` after the report).
 pub fn render(
     dir: &Path,
     suite: &SuiteRecord,
     jobs: &[JobRecord],
     subnets_file: Option<&Path>,
+    stage_chart: bool,
 ) -> Result<Vec<PaperTable>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     records::save(dir, suite, jobs)?;
@@ -44,7 +47,12 @@ pub fn render(
     let tex: Vec<String> = tables.iter().map(|t| format!("% protocol: {}\n{}", t.protocol, t.latex())).collect();
     write_bytes(&dir.join("table.tex"), tex.join("\n").as_bytes())?;
 
-    let mut links = Links { roc: Vec::new(), heatmaps: Vec::new(), files: Vec::new() };
+    let mut links = Links {
+        roc: Vec::new(),
+        heatmaps: Vec::new(),
+        files: Vec::new(),
+        stage_chart: stage_chart.then(|| STAGE_CHART_FILE.to_string()),
+    };
     let protocol = suite.protocols.first().map(String::as_str).unwrap_or("successful");
     let mut roc_files = BTreeSet::new();
     for job in jobs {
@@ -97,7 +105,7 @@ pub fn render(
         ("AUROC table (markdown)", "table.md"),
         ("AUROC table (LaTeX)", "table.tex"),
         ("sparsity table (markdown)", "subnets/sparsity.md"),
-        ("manifest", "manifest.json"),
+        ("manifest (inputs, seeds, seconds per stage, job and detector)", MANIFEST_FILE),
         ("records (JSON)", "records/suite.json"),
     ] {
         links.files.push((title.into(), path.into()));

@@ -64,14 +64,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeSummary> {
     let jobs: Vec<JobRecord> = jobs.into_values().map(|(j, _)| j).collect();
     let dir = out.join(&suite.suite);
     let subnets = dirs.iter().map(|d| d.join("subnets").join("subnets.safetensors")).find(|p| p.is_file());
-    let tables = crate::report::render::render(&dir, &suite, &jobs, subnets.as_deref())?;
+    let tables = crate::report::render::render(&dir, &suite, &jobs, subnets.as_deref(), !manifests.is_empty())?;
     if let Some(m) = merged_manifest(&suite, manifests, dirs)? {
-        m.write(&dir.join("manifest.json"))?;
+        m.write_into(&dir)?;
     }
     Ok(MergeSummary { report_dir: dir, jobs: jobs.len(), tables })
 }
 
-/// The shards' manifests combined: stage counts and times summed, the shard list joined. Shards computed in different
+/// The shards' manifests combined: stage counts and times summed, job times joined, scoring times summed per
+/// (detector, route), the shard list joined. Shards computed in different
 /// CPU modes are refused: their numbers would not be one reproducible report.
 fn merged_manifest(suite: &SuiteRecord, manifests: Vec<Manifest>, dirs: &[PathBuf]) -> Result<Option<Manifest>> {
     let mut it = manifests.into_iter();
@@ -98,11 +99,22 @@ fn merged_manifest(suite: &SuiteRecord, manifests: Vec<Manifest>, dirs: &[PathBu
                 None => m.stages.push(StageTime { ..st }),
             }
         }
+        m.jobs.extend(other.jobs);
+        for t in other.scoring {
+            match m.scoring.iter_mut().find(|s| (&s.detector, &s.route) == (&t.detector, &t.route)) {
+                Some(s) => s.seconds += t.seconds,
+                None => m.scoring.push(t),
+            }
+        }
+        for (r, s) in other.route_passes {
+            *m.route_passes.entry(r).or_default() += s;
+        }
         if other.device != m.device {
             m.device = format!("{}; {}", m.device, other.device);
         }
     }
     m.suite = suite.suite.clone();
     m.shards.sort();
+    m.jobs.sort_by_key(|j| j.index);
     Ok(Some(m))
 }

@@ -5,7 +5,7 @@ use crate::cpu::CpuMode;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::records::{JobRecord, SuiteRecord};
-use crate::report::manifest::{git_commit, Manifest, StageTime};
+use crate::report::manifest::{git_commit, JobTime, Manifest, StageTime};
 use crate::report::tables::PaperTable;
 use crate::suite::cache::Cache;
 use crate::suite::schema::Suite;
@@ -13,9 +13,9 @@ use crate::suite::scoring::{clean_scores, detector_slots, job_record, JobInputs}
 use crate::suite::shard::Shard;
 use crate::suite::stages::{attack_stage, data_stage, model_stage, subnet_stage, Ctx};
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::Kind;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -47,6 +47,7 @@ impl Default for RunOptions {
 pub struct RunSummary {
     pub report_dir: PathBuf,
     pub stages: Vec<StageTime>,
+    pub jobs: Vec<JobTime>,
     pub tables: Vec<PaperTable>,
     pub jobs_run: usize,
     pub wall_seconds: f64,
@@ -78,8 +79,16 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     if opts.fresh {
         cache.clear()?;
     }
-    let mut ctx =
-        Ctx { suite, cache, device, numerics: numerics.clone(), stats: BTreeMap::new(), fgsm_signs: BTreeMap::new() };
+    let mut ctx = Ctx {
+        suite,
+        cache,
+        device,
+        numerics: numerics.clone(),
+        stats: BTreeMap::new(),
+        fgsm_signs: BTreeMap::new(),
+        scoring: BTreeMap::new(),
+        route_passes: BTreeMap::new(),
+    };
     let jobs: Vec<_> = suite.jobs.iter().filter(|j| opts.shard.owns(j.index)).collect();
     ctx.say(&format!(
         "{} of {} jobs (shard {}), {} detectors, on {}",
@@ -93,26 +102,35 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     let mut data = data_stage(&mut ctx)?;
     let model = model_stage(&mut ctx, &data)?;
     let sub = subnet_stage(&mut ctx, &mut data, &model)?;
-    let pred_clean =
-        Vec::<i64>::try_from(model.model.predict(&data.test.images, suite.batch_size as i64).to_kind(Kind::Int64))?;
     let labels = data.test.label_vec();
     let mut slots = detector_slots(&ctx, &data, &model, &sub)?;
-    let (clean, clean_keys) = clean_scores(&mut ctx, &mut slots, &data, &model, &sub)?;
+    let clean = clean_scores(&mut ctx, &mut slots, &data, &model, &sub)?;
 
     let bar = crate::progress::bar(jobs.len() as u64, "jobs");
+    // a log (CI, a batch job, `make run > log`) gets one line per finished job instead of the bar
+    let log_lines = !std::io::stderr().is_terminal();
     let mut records: Vec<JobRecord> = Vec::new();
-    for job in &jobs {
+    let mut job_times: Vec<JobTime> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
         bar.set_message(format!("{} {}", job.name, job.params));
+        let before = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
         let attack = attack_stage(&mut ctx, job, &data, &model, &sub)?;
-        let inputs = JobInputs {
-            job,
-            attack: &attack,
-            labels: &labels,
-            pred_clean: &pred_clean,
-            clean: &clean,
-            clean_keys: &clean_keys,
-        };
+        let inputs = JobInputs { job, attack: &attack, labels: &labels, clean: &clean };
         records.push(job_record(&mut ctx, &mut slots, &inputs, &data, &model, &sub)?);
+        let after = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
+        let t = JobTime {
+            index: job.index,
+            attack: job.name.clone(),
+            params: job.params.clone(),
+            computed: after[2].0 > before[2].0,
+            attack_seconds: after[0].1 - before[0].1,
+            scores_seconds: after[1].1 - before[1].1,
+            metrics_seconds: after[2].1 - before[2].1,
+        };
+        if log_lines {
+            ctx.say(&format!("job {}/{} {}", i + 1, jobs.len(), t.line()));
+        }
+        job_times.push(t);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -135,7 +153,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         protocols: suite.protocols.iter().map(|p| p.to_string()).collect(),
         subnet: sub.record.clone(),
     };
-    let tables = crate::report::render::render(&dir, &suite_record, &records, Some(&sub.file))?;
+    let tables = crate::report::render::render(&dir, &suite_record, &records, Some(&sub.file), true)?;
     ctx.record("report", true, report_start);
 
     let seeds = BTreeMap::from([
@@ -159,6 +177,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         ("subnets".to_string(), crate::io::sha256_file(&sub.file)?),
         ("advdet_binary".to_string(), crate::suite::cache::code_identity().to_string()),
     ]);
+    let (scoring, route_passes) = ctx.scoring_times();
     let manifest = Manifest {
         advdet_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: git_commit(),
@@ -171,28 +190,43 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         seeds,
         inputs,
         stages: ctx.stage_times(),
+        jobs: job_times,
+        scoring,
+        route_passes,
         wall_seconds: wall.elapsed().as_secs_f64(),
         detectors_oblivious_to_attacks: true,
         protocol: crate::report::manifest::PROTOCOL_NOTE.to_string(),
     };
-    manifest.write(&dir.join("manifest.json"))?;
+    manifest.write_into(&dir)?;
     if records.is_empty() && !jobs.is_empty() {
         return Err(Error::Missing("no job produced a record".into()));
     }
     Ok(RunSummary {
         report_dir: dir,
         stages: manifest.stages,
+        jobs: manifest.jobs,
         tables,
         jobs_run: jobs.len(),
         wall_seconds: manifest.wall_seconds,
     })
 }
 
+/// How many of the slowest computed jobs the summary names.
+const SLOWEST: usize = 3;
+
 /// The one-screen summary printed at the end of a run.
 pub fn summary_text(s: &RunSummary) -> String {
     let mut out = format!("{:<10} {:>9} {:>7} {:>10}\n", "stage", "computed", "cached", "seconds");
     for st in &s.stages {
         out += &format!("{:<10} {:>9} {:>7} {:>10.1}\n", st.stage, st.computed, st.cached, st.seconds);
+    }
+    let mut slow: Vec<&JobTime> = s.jobs.iter().filter(|j| j.computed).collect();
+    slow.sort_by(|a, b| b.seconds().total_cmp(&a.seconds()));
+    if !slow.is_empty() {
+        out += "\nslowest jobs:\n";
+        for j in slow.iter().take(SLOWEST) {
+            out += &format!("  {}\n", j.line());
+        }
     }
     if let Some(t) = s.tables.first() {
         out += &format!("\nAUROC ({} protocol), best detector per attack:\n", t.protocol);

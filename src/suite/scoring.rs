@@ -47,9 +47,10 @@ pub fn detector_slots(ctx: &Ctx, data: &DataStage, model: &ModelStage, sub: &Sub
         .collect()
 }
 
-/// Scores of `images` by every detector on each of its routes, `[detector][route] -> scores`, each detector's cached
-/// under `stage_name`-`keys[d]`. The detectors not in the cache are scored together: each batch goes through each
-/// route once, whatever the number of detectors.
+/// Scores of `images` by every detector on each of its routes, `[detector][route] -> scores`, and the full model's
+/// predicted class of each image, each detector's cached under `stage_name`-`keys[d]` (with the predictions beside
+/// its scores). The detectors not in the cache are scored together: each batch goes through each route once, whatever
+/// the number of detectors, and that full-model pass yields the predictions too.
 #[allow(clippy::too_many_arguments)]
 fn scores_stage(
     ctx: &mut Ctx,
@@ -61,7 +62,7 @@ fn scores_stage(
     data: &DataStage,
     model: &ModelStage,
     sub: &SubnetStage,
-) -> Result<ScoreTable> {
+) -> Result<(ScoreTable, Vec<i64>)> {
     let start = Instant::now();
     let stages: Vec<_> = keys.iter().map(|k| ctx.cache.stage(stage_name, k)).collect();
     let todo: Vec<usize> = (0..slots.len()).filter(|&d| !stages[d].is_done()).collect();
@@ -81,39 +82,64 @@ fn scores_stage(
             .collect();
         let res = Resources { subnets: Some(&sub.subnets) };
         let scored = eval::score_images(&model.model, res, &scorings, images, ctx.suite.batch_size as i64, label)?;
+        ctx.add_scoring_times(
+            &todo.iter().map(|&d| (slots[d].kind, slots[d].routes.as_slice())).collect::<Vec<_>>(),
+            &scored,
+        );
+        let pred = Tensor::from_slice(&scored.pred);
         let seconds = start.elapsed().as_secs_f64() / todo.len() as f64;
         for (&d, per_route) in todo.iter().zip(&scored.scores) {
             let stage = &stages[d];
             stage.create()?;
-            let tensors: Vec<(&str, Tensor)> =
+            let mut tensors: Vec<(&str, Tensor)> =
                 slots[d].routes.iter().zip(per_route).map(|(r, s)| (r.as_str(), Tensor::from_slice(s))).collect();
+            tensors.push((PRED, pred.shallow_clone()));
             let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
             save_tensors(&stage.file("scores.safetensors"), &named)?;
             stage.finish(&BTreeMap::from([("seconds", seconds)]))?;
         }
     }
     let mut all = Vec::new();
+    let mut pred = None;
     for (d, slot) in slots.iter().enumerate() {
-        let names: Vec<&str> = slot.routes.iter().map(|r| r.as_str()).collect();
-        let t = load_tensors(&stages[d].file("scores.safetensors"), &names)?;
+        let mut names: Vec<&str> = slot.routes.iter().map(|r| r.as_str()).collect();
+        names.push(PRED);
+        let mut t = load_tensors(&stages[d].file("scores.safetensors"), &names)?;
+        let p = t.pop().map(|p| Vec::<i64>::try_from(p.to_kind(Kind::Int64))).transpose()?;
+        pred = pred.or(p);
         all.push(t.iter().map(|x| Ok(Vec::<f64>::try_from(x.to_kind(Kind::Double))?)).collect::<Result<Vec<_>>>()?);
     }
+    let pred = match pred {
+        Some(p) => p,
+        None => Vec::<i64>::try_from(model.model.predict(images, ctx.suite.batch_size as i64).to_kind(Kind::Int64))?,
+    };
     ctx.record_many("scores", todo.len(), slots.len() - todo.len(), start);
-    Ok(all)
+    Ok((all, pred))
 }
 
-/// Clean-image scores of every detector: `[detector][route]`, and their stage keys.
+/// The name of the full model's predictions in a scores file.
+const PRED: &str = "pred";
+
+/// The clean test images scored: every detector's scores `[detector][route]`, their stage keys, and the full model's
+/// predictions.
+pub struct CleanScores {
+    pub scores: ScoreTable,
+    pub keys: Vec<String>,
+    pub pred: Vec<i64>,
+}
+
+/// Clean-image scores of every detector, and the model's predictions from the same pass.
 pub fn clean_scores(
     ctx: &mut Ctx,
     slots: &mut [DetectorSlot],
     data: &DataStage,
     model: &ModelStage,
     sub: &SubnetStage,
-) -> Result<(ScoreTable, Vec<String>)> {
+) -> Result<CleanScores> {
     let keys: Vec<String> =
         slots.iter().map(|slot| KeyBuilder::new("clean-scores").part("detector", &slot.key).finish()).collect();
-    let all = scores_stage(ctx, "clean-scores", &keys, slots, &data.test.images, "clean", data, model, sub)?;
-    Ok((all, keys))
+    let (scores, pred) = scores_stage(ctx, "clean-scores", &keys, slots, &data.test.images, "clean", data, model, sub)?;
+    Ok(CleanScores { scores, keys, pred })
 }
 
 /// Everything a job's metrics are computed from.
@@ -121,9 +147,7 @@ pub struct JobInputs<'a> {
     pub job: &'a Job,
     pub attack: &'a AttackStage,
     pub labels: &'a [i64],
-    pub pred_clean: &'a [i64],
-    pub clean: &'a [Vec<Vec<f64>>],
-    pub clean_keys: &'a [String],
+    pub clean: &'a CleanScores,
 }
 
 /// Adversarial scores and metrics of one job, cached as its record.
@@ -146,7 +170,7 @@ pub fn job_record(
         .part("seed", s.seed)
         .json("protocols", &s.protocols)
         .part("job", format!("{} {} {}", inp.job.index, inp.job.name, inp.job.params));
-    for (slot, (ck, ak)) in slots.iter().zip(inp.clean_keys.iter().zip(&adv_keys)) {
+    for (slot, (ck, ak)) in slots.iter().zip(inp.clean.keys.iter().zip(&adv_keys)) {
         kb = kb.part("detector", slot.kind).part("clean", ck).part("adv", ak);
     }
     let stage = ctx.cache.stage("metrics", &kb.finish());
@@ -157,7 +181,8 @@ pub fn job_record(
         return Ok(rec);
     }
     let label = format!("{} {}", inp.job.name, inp.job.params);
-    let adv_scores = scores_stage(ctx, "scores", &adv_keys, slots, &inp.attack.adversarial, &label, data, model, sub)?;
+    let (adv_scores, pred_adv) =
+        scores_stage(ctx, "scores", &adv_keys, slots, &inp.attack.adversarial, &label, data, model, sub)?;
     let start = Instant::now();
     let names: Vec<&str> = slots.iter().map(|slot| slot.kind.as_str()).collect();
     let routes: Vec<Vec<RouteKind>> = slots.iter().map(|slot| slot.routes.clone()).collect();
@@ -165,11 +190,11 @@ pub fn job_record(
     let rows = eval::metric_rows(
         &names,
         &routes,
-        inp.clean,
+        &inp.clean.scores,
         &adv_scores,
         inp.labels,
-        inp.pred_clean,
-        &inp.attack.pred_adv,
+        &inp.clean.pred,
+        &pred_adv,
         &spec,
     )?;
     let rec = JobRecord {
@@ -177,7 +202,7 @@ pub fn job_record(
         attack: inp.job.name.clone(),
         params: inp.job.params.clone(),
         rows,
-        ..attack_figures(inp, &data.test.images)?
+        ..attack_figures(inp, &pred_adv, &data.test.images)?
     };
     stage.create()?;
     write_json(&stage.file("record.json"), &rec)?;
@@ -188,10 +213,10 @@ pub fn job_record(
 }
 
 /// Clean accuracy, attack success rate and mean perturbation norms of a job (rows left empty).
-fn attack_figures(inp: &JobInputs, clean: &Tensor) -> Result<JobRecord> {
+fn attack_figures(inp: &JobInputs, pred_adv: &[i64], clean: &Tensor) -> Result<JobRecord> {
     let n = inp.labels.len().max(1) as f64;
-    let correct: Vec<usize> = (0..inp.labels.len()).filter(|&i| inp.pred_clean[i] == inp.labels[i]).collect();
-    let flipped = correct.iter().filter(|&&i| inp.attack.pred_adv[i] != inp.labels[i]).count();
+    let correct: Vec<usize> = (0..inp.labels.len()).filter(|&i| inp.clean.pred[i] == inp.labels[i]).collect();
+    let flipped = correct.iter().filter(|&&i| pred_adv[i] != inp.labels[i]).count();
     let delta = (&inp.attack.adversarial - clean).flatten(1, -1).to_kind(Kind::Double);
     let linf = f64::try_from(delta.abs().amax([1].as_slice(), false).mean(Kind::Double))?;
     let l2 = f64::try_from(delta.norm_scalaropt_dim(2.0, [1].as_slice(), false).mean(Kind::Double))?;

@@ -3,12 +3,14 @@
 //! warm run consume the same bytes.
 use crate::attacks::{AttackSpec, FgsmSpec};
 use crate::data::{self, Dataset, Split};
+use crate::detectors::DetectorKind;
 use crate::error::{Error, Result};
 use crate::io::{read_json, sha256_file, write_atomic, write_json};
 use crate::models::checkpoint;
 use crate::models::Model;
 use crate::records::SubnetRecord;
-use crate::report::manifest::StageTime;
+use crate::report::manifest::{ScoreTime, StageTime};
+use crate::routes::RouteKind;
 use crate::subnet::{self, Subnets};
 use crate::suite::cache::{Cache, KeyBuilder, StageDir};
 use crate::suite::schema::{Job, ModelSpec, Suite};
@@ -16,7 +18,7 @@ use crate::train;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// What every stage needs: the suite, the cache, the device and the running tally of stage times.
 pub struct Ctx<'a> {
@@ -28,6 +30,9 @@ pub struct Ctx<'a> {
     pub stats: BTreeMap<&'static str, StageTime>,
     /// FGSM's gradient signs over the test images, by the FGSM spec without its eps: one gradient for an eps list.
     pub fgsm_signs: BTreeMap<String, Tensor>,
+    /// Seconds per (detector, route) and per route pass of the scoring computed in this run.
+    pub scoring: BTreeMap<(DetectorKind, RouteKind), f64>,
+    pub route_passes: BTreeMap<RouteKind, f64>,
 }
 
 /// The stages in pipeline order (the manifest lists them so).
@@ -63,6 +68,33 @@ impl<'a> Ctx<'a> {
 
     pub fn stage_times(&self) -> Vec<StageTime> {
         STAGES.iter().filter_map(|s| self.stats.get(s).cloned()).collect()
+    }
+
+    /// The `(computed, seconds)` tallied so far for `stage`.
+    pub fn tally(&self, stage: &str) -> (usize, f64) {
+        self.stats.get(stage).map_or((0, 0.0), |s| (s.computed, s.seconds))
+    }
+
+    /// Adds one scoring's times: `detectors[i]` with its routes is scoring `i` of `scored`.
+    pub fn add_scoring_times(&mut self, detectors: &[(DetectorKind, &[RouteKind])], scored: &crate::eval::Scores) {
+        for ((kind, routes), secs) in detectors.iter().zip(&scored.seconds) {
+            for (&r, s) in routes.iter().zip(secs) {
+                *self.scoring.entry((*kind, r)).or_default() += s;
+            }
+        }
+        for (&r, s) in &scored.pass_seconds {
+            *self.route_passes.entry(r).or_default() += s;
+        }
+    }
+
+    /// The scoring times for the manifest: per (detector, route) in suite order, and per route pass.
+    pub fn scoring_times(&self) -> (Vec<ScoreTime>, BTreeMap<String, f64>) {
+        let per = self
+            .scoring
+            .iter()
+            .map(|((d, r), &seconds)| ScoreTime { detector: d.to_string(), route: r.to_string(), seconds })
+            .collect();
+        (per, self.route_passes.iter().map(|(r, &s)| (r.to_string(), s)).collect())
     }
 
     pub fn say(&self, msg: &str) {
@@ -248,11 +280,10 @@ pub fn subnet_stage(ctx: &mut Ctx, data: &mut DataStage, model: &ModelStage) -> 
     Ok(SubnetStage { key, subnets, file, record })
 }
 
-/// One job's adversarial images and the model's predictions on them.
+/// One job's adversarial images (the model's predictions on them come from the full-model pass that scores them).
 pub struct AttackStage {
     pub key: String,
     pub adversarial: Tensor,
-    pub pred_adv: Vec<i64>,
 }
 
 /// Whether an attack reads the subnetworks (its cache key then depends on them).
@@ -303,12 +334,10 @@ pub fn attack_stage(
                 crate::attacks::run_batched(attack.as_ref(), &model.model, images, labels, batch)?
             }
         };
-        let pred = model.model.predict(&adv, batch);
-        save_tensors(&stage.file("adv.safetensors"), &[("adversarial", &adv), ("pred_adv", &pred)])?;
+        save_tensors(&stage.file("adv.safetensors"), &[("adversarial", &adv)])?;
         stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
     }
-    let t = load_tensors(&stage.file("adv.safetensors"), &["adversarial", "pred_adv"])?;
-    let pred_adv = Vec::<i64>::try_from(t[1].to_kind(Kind::Int64))?;
+    let t = load_tensors(&stage.file("adv.safetensors"), &["adversarial"])?;
     ctx.record("attacks", computed, start);
-    Ok(AttackStage { key, adversarial: t[0].shallow_clone(), pred_adv })
+    Ok(AttackStage { key, adversarial: t[0].shallow_clone() })
 }
