@@ -430,5 +430,13 @@ fn detectors_that_take_the_input_gradient_reuse_the_routes_forward_and_change_no
     }
     let msp_only = advdet::eval::score_images(&model, res, &scorings(&dets[..1], &both), &test.images, 40, "msp")?;
     assert_eq!((msp_only.forwards, msp_only.backwards), (6, 0));
+    // the bound makes the scoring's calls and nothing else (plus its untimed warm-up batch)
+    for (set, per_batch) in [(&dets[..], (2 + 2 + 1, 2 + 1)), (&dets[..1], (2, 0))] {
+        let before = model.calls();
+        let bound = advdet::eval::pass_bound(&model, res, &scorings(set, &both), &test.images, 40)?;
+        let after = model.calls();
+        assert_eq!((after.0 - before.0, after.1 - before.1), (4 * per_batch.0, 4 * per_batch.1));
+        assert!(bound > 0.0);
+    }
     Ok(())
 }

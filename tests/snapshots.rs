@@ -148,6 +148,7 @@ fn manifest_keys_match_their_snapshot() -> TestResult {
             scores_seconds: 0.125,
             metrics_seconds: 0.0625,
         }],
+        scores_bound_seconds: Some(0.05),
         scoring: vec![advdet::report::manifest::ScoreTime {
             detector: "msp".into(),
             route: "full".into(),

@@ -21,12 +21,22 @@ pub struct RunArgs {
     /// Drop the suite's stage cache first (the trained-model cache is kept)
     #[arg(long)]
     pub fresh: bool,
+    /// After the run, time only the model passes its scoring made (warm, over the image sets it scored) and print the
+    /// scoring stage's time as a ratio to that bound; recorded in manifest.json
+    #[arg(long)]
+    pub bound: bool,
 }
 
 pub fn run(a: RunArgs, cpu_mode: Option<advdet::cpu::CpuMode>) -> Result<i32> {
     let suite = suite::load(&a.suite)?;
-    let opts =
-        RunOptions { out: a.out, device: a.device, shard: a.shard.unwrap_or_default(), fresh: a.fresh, cpu_mode };
+    let opts = RunOptions {
+        out: a.out,
+        device: a.device,
+        shard: a.shard.unwrap_or_default(),
+        fresh: a.fresh,
+        cpu_mode,
+        bound: a.bound,
+    };
     let summary = suite::run(&suite, &opts)?;
     print!("{}", suite::summary_text(&summary));
     Ok(0)

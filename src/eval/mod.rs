@@ -79,19 +79,7 @@ pub fn score_images(
     label: &str,
 ) -> Result<Scores> {
     check_images(model, images)?;
-    let mut built: BTreeMap<RouteKind, Box<dyn routes::Route + '_>> = BTreeMap::new();
-    for s in scorings {
-        let name = s.detector.name();
-        for &r in &s.routes {
-            if !s.detector.runs_on(r) {
-                let ok: Vec<&str> = s.detector.routes_of(&RouteKind::ALL).iter().map(|r| r.as_str()).collect();
-                return Err(Error::config("mode", r, format!("detector {name} runs only on {}", ok.join(", "))));
-            }
-            if let std::collections::btree_map::Entry::Vacant(slot) = built.entry(r) {
-                slot.insert(routes::build(r, model, res).map_err(|e| route_error(name, r, e))?);
-            }
-        }
-    }
+    let built = build_routes(model, res, scorings)?;
     let n = images.size()[0];
     let b = batch_size.max(1);
     let bar = crate::progress::bar(n.max(0) as u64, label);
@@ -106,28 +94,8 @@ pub fn score_images(
     for start in (0..n).step_by(b as usize) {
         let len = b.min(n - start);
         let xs = images.narrow(0, start, len).to_device(model.device()).to_kind(Kind::Float);
-        let pass_of = |kind: RouteKind, f: &dyn Fn(&Tensor) -> Result<Option<Pass>>| -> Result<Option<Pass>> {
-            match graph.contains(&kind) {
-                true => Pass::with_graph(&xs, f),
-                false => {
-                    let _guard = tch::no_grad_guard();
-                    f(&xs)
-                }
-            }
-        };
-        let t0 = Instant::now();
-        let full = pass_of(RouteKind::Full, &|x| Ok(Some(Pass::run(model, x, None))))?
-            .ok_or_else(|| Error::Model("the full model gave no pass".into()))?;
+        let (full, others) = passes(model, &built, &graph, &xs, &mut pass_seconds)?;
         pred.extend(Vec::<i64>::try_from(full.logits.argmax(-1, false).to_device(Device::Cpu))?);
-        *pass_seconds.entry(RouteKind::Full).or_default() += t0.elapsed().as_secs_f64();
-        let mut others = BTreeMap::new();
-        for (kind, route) in &built {
-            let t0 = Instant::now();
-            if let Some(p) = pass_of(*kind, &|x| route.pass(model, x, &full))? {
-                others.insert(*kind, p);
-            }
-            *pass_seconds.entry(*kind).or_default() += t0.elapsed().as_secs_f64();
-        }
         for ((s, per_route), secs) in scorings.iter().zip(out.iter_mut()).zip(seconds.iter_mut()) {
             for ((r, dest), sec) in s.routes.iter().zip(per_route.iter_mut()).zip(secs.iter_mut()) {
                 let t0 = Instant::now();
@@ -150,6 +118,104 @@ pub fn score_images(
         seconds,
         pass_seconds,
     })
+}
+
+/// Every route the scorings ask for except the full model (which every batch goes through anyway), built once.
+fn build_routes<'a>(
+    model: &Model,
+    res: Resources<'a>,
+    scorings: &[Scoring],
+) -> Result<BTreeMap<RouteKind, Box<dyn routes::Route + 'a>>> {
+    let mut built: BTreeMap<RouteKind, Box<dyn routes::Route + 'a>> = BTreeMap::new();
+    for s in scorings {
+        let name = s.detector.name();
+        for &r in &s.routes {
+            if !s.detector.runs_on(r) {
+                let ok: Vec<&str> = s.detector.routes_of(&RouteKind::ALL).iter().map(|r| r.as_str()).collect();
+                return Err(Error::config("mode", r, format!("detector {name} runs only on {}", ok.join(", "))));
+            }
+            if let std::collections::btree_map::Entry::Vacant(slot) = built.entry(r) {
+                slot.insert(routes::build(r, model, res).map_err(|e| route_error(name, r, e))?);
+            }
+        }
+    }
+    Ok(built)
+}
+
+/// The batch `xs` through the full model and through every other route once (a route in `graph` keeping its graph for
+/// input gradients), each pass's seconds added to `seconds`.
+fn passes(
+    model: &Model,
+    built: &BTreeMap<RouteKind, Box<dyn routes::Route + '_>>,
+    graph: &BTreeSet<RouteKind>,
+    xs: &Tensor,
+    seconds: &mut BTreeMap<RouteKind, f64>,
+) -> Result<(Pass, BTreeMap<RouteKind, Pass>)> {
+    let pass_of = |kind: RouteKind, f: &dyn Fn(&Tensor) -> Result<Option<Pass>>| -> Result<Option<Pass>> {
+        match graph.contains(&kind) {
+            true => Pass::with_graph(xs, f),
+            false => {
+                let _guard = tch::no_grad_guard();
+                f(xs)
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let full = pass_of(RouteKind::Full, &|x| Ok(Some(Pass::run(model, x, None))))?
+        .ok_or_else(|| Error::Model("the full model gave no pass".into()))?;
+    *seconds.entry(RouteKind::Full).or_default() += t0.elapsed().as_secs_f64();
+    let mut others = BTreeMap::new();
+    for (kind, route) in built {
+        let t0 = Instant::now();
+        if let Some(p) = pass_of(*kind, &|x| route.pass(model, x, &full))? {
+            others.insert(*kind, p);
+        }
+        *seconds.entry(*kind).or_default() += t0.elapsed().as_secs_f64();
+    }
+    Ok((full, others))
+}
+
+/// Seconds of only the model passes that `score_images` makes for `scorings` over `images`: each route's pass per
+/// batch, and for each detector that takes the input gradient one backward and one forward on each of its routes;
+/// none of the detectors' own arithmetic. The scoring stage's lower bound, as `attack --bound` is an attack's:
+/// measured warm (the first batch runs once untimed), the same calls as scoring (tests/detectors.rs counts them).
+pub fn pass_bound(
+    model: &Model,
+    res: Resources,
+    scorings: &[Scoring],
+    images: &Tensor,
+    batch_size: i64,
+) -> Result<f64> {
+    check_images(model, images)?;
+    let built = build_routes(model, res, scorings)?;
+    let graph: BTreeSet<RouteKind> =
+        scorings.iter().filter(|s| s.detector.wants_input_grad()).flat_map(|s| s.routes.iter().copied()).collect();
+    let grads: Vec<RouteKind> =
+        scorings.iter().filter(|s| s.detector.wants_input_grad()).flat_map(|s| s.routes.iter().copied()).collect();
+    let device = model.device();
+    let batch = |xs: &Tensor| -> Result<()> {
+        let (full, others) = passes(model, &built, &graph, xs, &mut BTreeMap::new())?;
+        for r in &grads {
+            let p = others.get(r).unwrap_or(&full);
+            let g = p.input_grad(model, xs, |_, logits| logits.sum(Kind::Float))?;
+            let _guard = tch::no_grad_guard();
+            let _ = p.forward(model, &(xs + g.sign() * 1e-3));
+        }
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        Ok(())
+    };
+    let (n, b) = (images.size()[0], batch_size.max(1));
+    let on_device = |start: i64| images.narrow(0, start, b.min(n - start)).to_device(device).to_kind(Kind::Float);
+    if n > 0 {
+        batch(&on_device(0))?;
+    }
+    let t0 = Instant::now();
+    for start in (0..n).step_by(b as usize) {
+        batch(&on_device(start))?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 /// The scores of one detector on one route over `xs`, in batches of `batch_size`.

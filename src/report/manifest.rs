@@ -74,6 +74,9 @@ pub struct Manifest {
     /// Seconds per attack job, in suite order.
     #[serde(default)]
     pub jobs: Vec<JobTime>,
+    /// With `advdet run --bound`: seconds of only the model passes the scoring stage made (its lower bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores_bound_seconds: Option<f64>,
     /// Seconds per (detector, route) of the scoring stage.
     #[serde(default)]
     pub scoring: Vec<ScoreTime>,

@@ -100,6 +100,10 @@ fn merged_manifest(suite: &SuiteRecord, manifests: Vec<Manifest>, dirs: &[PathBu
             }
         }
         m.jobs.extend(other.jobs);
+        m.scores_bound_seconds = match (m.scores_bound_seconds, other.scores_bound_seconds) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
         for t in other.scoring {
             match m.scoring.iter_mut().find(|s| (&s.detector, &s.route) == (&t.detector, &t.route)) {
                 Some(s) => s.seconds += t.seconds,

@@ -4,18 +4,22 @@
 use crate::cpu::CpuMode;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
+use crate::eval::Scoring;
+use crate::models::Model;
 use crate::records::{JobRecord, SuiteRecord};
 use crate::report::manifest::{git_commit, JobTime, Manifest, StageTime};
 use crate::report::tables::PaperTable;
+use crate::routes::Resources;
 use crate::suite::cache::Cache;
 use crate::suite::schema::Suite;
-use crate::suite::scoring::{clean_scores, detector_slots, job_record, JobInputs};
+use crate::suite::scoring::{clean_scores, detector_slots, job_record, DetectorSlot, JobInputs};
 use crate::suite::shard::Shard;
-use crate::suite::stages::{attack_stage, data_stage, model_stage, subnet_stage, Ctx};
+use crate::suite::stages::{attack_stage, data_stage, model_stage, subnet_stage, Ctx, SubnetStage};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tch::Tensor;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -28,6 +32,8 @@ pub struct RunOptions {
     pub fresh: bool,
     /// Overrides the suite's `[suite] cpu_mode`.
     pub cpu_mode: Option<CpuMode>,
+    /// Times the scoring's model passes alone afterwards (`eval::pass_bound`) over the image sets scored in this run.
+    pub bound: bool,
 }
 
 impl Default for RunOptions {
@@ -38,6 +44,7 @@ impl Default for RunOptions {
             shard: Shard::default(),
             fresh: false,
             cpu_mode: None,
+            bound: false,
         }
     }
 }
@@ -48,6 +55,8 @@ pub struct RunSummary {
     pub report_dir: PathBuf,
     pub stages: Vec<StageTime>,
     pub jobs: Vec<JobTime>,
+    /// With `--bound`: the seconds of the scoring's model passes alone.
+    pub scores_bound_seconds: Option<f64>,
     pub tables: Vec<PaperTable>,
     pub jobs_run: usize,
     pub wall_seconds: f64,
@@ -105,6 +114,11 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     let labels = data.test.label_vec();
     let mut slots = detector_slots(&ctx, &data, &model, &sub)?;
     let clean = clean_scores(&mut ctx, &mut slots, &data, &model, &sub)?;
+    // the image sets scored in this run, for the bound
+    let mut scored: Vec<Tensor> = Vec::new();
+    if opts.bound && ctx.tally("scores").0 > 0 {
+        scored.push(data.test.images.shallow_clone());
+    }
 
     let bar = crate::progress::bar(jobs.len() as u64, "jobs");
     // a log (CI, a batch job, `make run > log`) gets one line per finished job instead of the bar
@@ -127,6 +141,9 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
             scores_seconds: after[1].1 - before[1].1,
             metrics_seconds: after[2].1 - before[2].1,
         };
+        if opts.bound && after[1].0 > before[1].0 {
+            scored.push(attack.adversarial.shallow_clone());
+        }
         if log_lines {
             ctx.say(&format!("job {}/{} {}", i + 1, jobs.len(), t.line()));
         }
@@ -134,6 +151,14 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let scores_bound_seconds = match (opts.bound, scored.is_empty()) {
+        (true, false) => Some(scores_bound(&ctx, &slots, &sub, &model.model, &scored)?),
+        (true, true) => {
+            ctx.say("--bound: every score came from the cache, so there is no scoring to bound (add --fresh)");
+            None
+        }
+        (false, _) => None,
+    };
 
     let report_start = Instant::now();
     let dir = report_dir(&opts.out, &suite.name, opts.shard);
@@ -191,6 +216,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         inputs,
         stages: ctx.stage_times(),
         jobs: job_times,
+        scores_bound_seconds,
         scoring,
         route_passes,
         wall_seconds: wall.elapsed().as_secs_f64(),
@@ -205,10 +231,21 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         report_dir: dir,
         stages: manifest.stages,
         jobs: manifest.jobs,
+        scores_bound_seconds: manifest.scores_bound_seconds,
         tables,
         jobs_run: jobs.len(),
         wall_seconds: manifest.wall_seconds,
     })
+}
+
+/// The seconds of only the model passes the scoring made over `sets` (every detector on its routes).
+fn scores_bound(ctx: &Ctx, slots: &[DetectorSlot], sub: &SubnetStage, model: &Model, sets: &[Tensor]) -> Result<f64> {
+    ctx.say(&format!("timing the scoring's model passes alone over {} image sets (--bound)", sets.len()));
+    let scorings: Vec<Scoring> =
+        slots.iter().map(|s| Scoring { detector: s.detector.as_ref(), routes: s.routes.clone() }).collect();
+    let res = Resources { subnets: Some(&sub.subnets) };
+    let batch = ctx.suite.batch_size as i64;
+    sets.iter().map(|xs| crate::eval::pass_bound(model, res, &scorings, xs, batch)).sum()
 }
 
 /// How many of the slowest computed jobs the summary names.
@@ -219,6 +256,13 @@ pub fn summary_text(s: &RunSummary) -> String {
     let mut out = format!("{:<10} {:>9} {:>7} {:>10}\n", "stage", "computed", "cached", "seconds");
     for st in &s.stages {
         out += &format!("{:<10} {:>9} {:>7} {:>10.1}\n", st.stage, st.computed, st.cached, st.seconds);
+    }
+    if let (Some(bound), Some(scores)) = (s.scores_bound_seconds, s.stages.iter().find(|st| st.stage == "scores")) {
+        out += &format!(
+            "\nscores {:.1} s; the same model passes alone (warm) {bound:.1} s: {:.2}x the bound\n",
+            scores.seconds,
+            scores.seconds / bound
+        );
     }
     let mut slow: Vec<&JobTime> = s.jobs.iter().filter(|j| j.computed).collect();
     slow.sort_by(|a, b| b.seconds().total_cmp(&a.seconds()));
