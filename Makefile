@@ -56,6 +56,7 @@ compare: data $(if $(ADVDET_REF_PYTHON),,$(COMPARE_READY))
 	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/attacks.py
 	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/train_lenet.py
 	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/auroc.py
+	ADVDET_REF_PYTHON=$(REF_PYTHON) python3 scripts/compare/job.py
 	bash scripts/compare/runner_overhead.sh
 
 bench: data

@@ -149,6 +149,7 @@ fn manifest_keys_match_their_snapshot() -> TestResult {
             metrics_seconds: 0.0625,
         }],
         scores_bound_seconds: Some(0.05),
+        scoring_calls: BTreeMap::from([("forwards".to_string(), 6), ("backwards".to_string(), 0)]),
         scoring: vec![advdet::report::manifest::ScoreTime {
             detector: "msp".into(),
             route: "full".into(),

@@ -80,6 +80,9 @@ pub struct Manifest {
     /// Seconds per (detector, route) of the scoring stage.
     #[serde(default)]
     pub scoring: Vec<ScoreTime>,
+    /// Batched forward and backward calls of the model in the scoring stage (`forwards`, `backwards`).
+    #[serde(default)]
+    pub scoring_calls: BTreeMap<String, usize>,
     /// Seconds of each route's own pass in the scoring stage, shared by the detectors on it.
     #[serde(default)]
     pub route_passes: BTreeMap<String, f64>,

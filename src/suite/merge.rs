@@ -110,6 +110,9 @@ fn merged_manifest(suite: &SuiteRecord, manifests: Vec<Manifest>, dirs: &[PathBu
                 None => m.scoring.push(t),
             }
         }
+        for (k, n) in other.scoring_calls {
+            *m.scoring_calls.entry(k).or_default() += n;
+        }
         for (r, s) in other.route_passes {
             *m.route_passes.entry(r).or_default() += s;
         }

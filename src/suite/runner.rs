@@ -97,6 +97,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         fgsm_signs: BTreeMap::new(),
         scoring: BTreeMap::new(),
         route_passes: BTreeMap::new(),
+        scoring_calls: (0, 0),
     };
     let jobs: Vec<_> = suite.jobs.iter().filter(|j| opts.shard.owns(j.index)).collect();
     ctx.say(&format!(
@@ -217,6 +218,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         stages: ctx.stage_times(),
         jobs: job_times,
         scores_bound_seconds,
+        scoring_calls: ctx.scoring_calls(),
         scoring,
         route_passes,
         wall_seconds: wall.elapsed().as_secs_f64(),

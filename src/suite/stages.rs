@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     /// Seconds per (detector, route) and per route pass of the scoring computed in this run.
     pub scoring: BTreeMap<(DetectorKind, RouteKind), f64>,
     pub route_passes: BTreeMap<RouteKind, f64>,
+    /// The model's forward and backward calls while scoring.
+    pub scoring_calls: (usize, usize),
 }
 
 /// The stages in pipeline order (the manifest lists them so).
@@ -85,6 +87,8 @@ impl<'a> Ctx<'a> {
         for (&r, s) in &scored.pass_seconds {
             *self.route_passes.entry(r).or_default() += s;
         }
+        self.scoring_calls.0 += scored.forwards;
+        self.scoring_calls.1 += scored.backwards;
     }
 
     /// The scoring times for the manifest: per (detector, route) in suite order, and per route pass.
@@ -95,6 +99,14 @@ impl<'a> Ctx<'a> {
             .map(|((d, r), &seconds)| ScoreTime { detector: d.to_string(), route: r.to_string(), seconds })
             .collect();
         (per, self.route_passes.iter().map(|(r, &s)| (r.to_string(), s)).collect())
+    }
+
+    /// The scoring's model calls for the manifest.
+    pub fn scoring_calls(&self) -> BTreeMap<String, usize> {
+        BTreeMap::from([
+            ("forwards".to_string(), self.scoring_calls.0),
+            ("backwards".to_string(), self.scoring_calls.1),
+        ])
     }
 
     pub fn say(&self, msg: &str) {
