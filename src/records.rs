@@ -81,6 +81,23 @@ pub struct RowRecord {
     pub n_neg: usize,
     pub metrics: Vec<MetricValue>,
     pub roc: Option<Curve>,
+    /// This route against the same detector on the full model, over the same images (`metrics::paired`); absent on
+    /// full-model rows and where a class is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versus_full: Option<VersusFull>,
+}
+
+/// A route's paired difference from the full model (route minus full) for one detector and protocol: DeLong's
+/// two-sided p of the AUROC difference, and paired, stratified bootstrap intervals (95%, percentile).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VersusFull {
+    pub delta_auroc: f64,
+    pub delta_auroc_lo: f64,
+    pub delta_auroc_hi: f64,
+    pub delta_auroc_p: f64,
+    pub delta_tpr_at_fpr_5: f64,
+    pub delta_tpr_at_fpr_5_lo: f64,
+    pub delta_tpr_at_fpr_5_hi: f64,
 }
 
 impl RowRecord {

@@ -1,9 +1,10 @@
 //! Metric rows: for each detector, route and protocol, the metrics of its clean and adversarial scores with bootstrap
-//! intervals and a thinned ROC curve, as the records the reports render from.
+//! intervals and a thinned ROC curve, and for a route other than the full model its paired difference from the full
+//! model on the same images, as the records the reports render from.
 use super::protocol::{protocol_sets, Protocol, ScoredSet};
 use crate::error::Result;
 use crate::metrics;
-use crate::records::{Curve, MetricValue, RowRecord};
+use crate::records::{Curve, MetricValue, RowRecord, VersusFull};
 use crate::routes::RouteKind;
 
 /// How metric rows are computed.
@@ -55,15 +56,22 @@ pub fn metric_rows(
 ) -> Result<Vec<RowRecord>> {
     let mut rows = Vec::new();
     for (d, name) in detectors.iter().enumerate() {
+        let pairs: Vec<_> = (0..routes[d].len())
+            .map(|r| protocol_sets(&clean[d][r], &adv[d][r], labels, pred_clean, pred_adv))
+            .collect();
+        let full = routes[d].iter().position(|&r| r == RouteKind::Full);
         for (r, route) in routes[d].iter().enumerate() {
-            let pair = protocol_sets(&clean[d][r], &adv[d][r], labels, pred_clean, pred_adv);
             for &protocol in &spec.protocols {
-                let set: &ScoredSet = ScoredSet::pick(&pair, protocol);
+                let set: &ScoredSet = ScoredSet::pick(&pairs[r], protocol);
                 let (n_neg, n_pos) = set.counts();
                 let metrics = metric_values(&set.labels, &set.scores, spec.bootstrap, spec.seed)?;
                 let roc = match n_pos > 0 && n_neg > 0 {
                     true => metrics::roc_curve(&set.labels, &set.scores).ok().map(|r| Curve::thinned(&r.fpr, &r.tpr)),
                     false => None,
+                };
+                let versus_full = match full.filter(|&f| f != r && n_pos > 0 && n_neg > 0) {
+                    Some(f) => Some(versus(ScoredSet::pick(&pairs[f], protocol), set, spec)?),
+                    None => None,
                 };
                 rows.push(RowRecord {
                     detector: name.to_string(),
@@ -73,9 +81,28 @@ pub fn metric_rows(
                     n_neg,
                     metrics,
                     roc,
+                    versus_full,
                 });
             }
         }
     }
     Ok(rows)
+}
+
+/// `route` against `full`: one detector's scores of the same images on two routes (protocol_sets picks the images by
+/// the full model's predictions, so both sets hold the same images in the same order).
+fn versus(full: &ScoredSet, route: &ScoredSet, spec: &MetricSpec) -> Result<VersusFull> {
+    if full.labels != route.labels {
+        return Err(crate::error::Error::Model("a route's image set differs from the full model's".into()));
+    }
+    let p = metrics::paired(&route.labels, &full.scores, &route.scores, spec.bootstrap, spec.seed)?;
+    Ok(VersusFull {
+        delta_auroc: p.delong.delta,
+        delta_auroc_lo: p.delta_auroc_lo,
+        delta_auroc_hi: p.delta_auroc_hi,
+        delta_auroc_p: p.delong.p,
+        delta_tpr_at_fpr_5: p.delta_tpr_at_fpr_5,
+        delta_tpr_at_fpr_5_lo: p.delta_tpr_at_fpr_5_lo,
+        delta_tpr_at_fpr_5_hi: p.delta_tpr_at_fpr_5_hi,
+    })
 }

@@ -6,8 +6,8 @@ use crate::rng::Rng;
 use rayon::prelude::*;
 
 /// Lower and upper quantiles of the 95% percentile interval.
-const LO_Q: f64 = 0.025;
-const HI_Q: f64 = 0.975;
+pub(crate) const LO_Q: f64 = 0.025;
+pub(crate) const HI_Q: f64 = 0.975;
 
 /// Bootstrap 95% intervals of every metric. `n_resamples` = 0 gives lo = hi = point. Resample r draws from
 /// `Rng::stream(seed, r)`, so the result depends on the seed only, not on the number of threads.
@@ -47,7 +47,7 @@ pub fn bootstrap(labels: &[bool], scores: &[f64], n_resamples: usize, seed: u64)
 }
 
 /// Counts of `counts.len()` draws with replacement from `0..counts.len()`.
-fn draw_counts(rng: &mut Rng, counts: &mut [u32]) {
+pub(crate) fn draw_counts(rng: &mut Rng, counts: &mut [u32]) {
     counts.fill(0);
     let n = counts.len();
     for _ in 0..n {
@@ -56,7 +56,7 @@ fn draw_counts(rng: &mut Rng, counts: &mut [u32]) {
 }
 
 /// The q-quantile of sorted values with linear interpolation (numpy's default, "type 7").
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * q;
     let (below, above) = (h.floor() as usize, h.ceil() as usize);
     sorted[below] + (h - below as f64) * (sorted[above] - sorted[below])

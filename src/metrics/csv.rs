@@ -157,3 +157,71 @@ fn unquote_str(field: &str) -> &str {
     let f = field.trim();
     f.strip_prefix('"').and_then(|f| f.strip_suffix('"')).map(str::trim).unwrap_or(f)
 }
+
+/// Labels and two detectors' scores of the same images (`advdet roc --paired`), one per data row in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedScores {
+    pub labels: Vec<bool>,
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+}
+
+/// Reads a CSV with a header and the columns `label` (1 = adversarial, 0 = clean), `score_a` and `score_b` (found by
+/// name, any order, extra columns ignored; blank lines skipped). Every error names the file and the line: a missing
+/// column, a row without all three fields, a label other than 0/1, a score that is not a finite number, no data rows,
+/// or one class only.
+pub fn read_paired(path: &Path) -> crate::Result<PairedScores> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = std::str::from_utf8(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes))
+        .map_err(|e| Error::format(path, format!("not UTF-8 text (byte {})", e.valid_up_to())))?;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let Some((h, header)) = lines.next() else {
+        return Err(Error::format(path, "empty file: expected a header line with the columns label,score_a,score_b"));
+    };
+    let bad = |line: usize, problem: String| Error::format(path, format!("line {}: {problem}", line + 1));
+    let names: Vec<&str> = header.split(',').map(unquote_str).collect();
+    let column = |name: &str| -> crate::Result<usize> {
+        let hits: Vec<usize> = (0..names.len()).filter(|&k| names[k].eq_ignore_ascii_case(name)).collect();
+        match hits[..] {
+            [k] => Ok(k),
+            [] => Err(bad(h, format!("no column `{name}` in the header `{header}` (expected label,score_a,score_b)"))),
+            _ => Err(bad(h, format!("the column `{name}` appears {} times in the header", hits.len()))),
+        }
+    };
+    let cols = [column("label")?, column("score_a")?, column("score_b")?];
+    let width = cols.iter().max().map_or(0, |m| m + 1);
+    let mut out = PairedScores { labels: Vec::new(), a: Vec::new(), b: Vec::new() };
+    for (i, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(unquote_str).collect();
+        if fields.len() < width {
+            return Err(bad(
+                i,
+                format!("{} field(s), expected at least {width} (label, score_a, score_b)", fields.len()),
+            ));
+        }
+        out.labels.push(match fields[cols[0]].parse::<f64>() {
+            Ok(1.0) => true,
+            Ok(0.0) => false,
+            _ => return Err(bad(i, format!("label `{}` is not 0 (clean) or 1 (adversarial)", fields[cols[0]]))),
+        });
+        for (k, dest) in [(cols[1], &mut out.a), (cols[2], &mut out.b)] {
+            match fields[k].parse::<f64>() {
+                Ok(v) if v.is_finite() => dest.push(v),
+                Ok(_) => return Err(bad(i, format!("{} `{}` is not finite", names[k], fields[k]))),
+                Err(_) => return Err(bad(i, format!("{} `{}` is not a number", names[k], fields[k]))),
+            }
+        }
+    }
+    let n_adv = out.labels.iter().filter(|&&l| l).count();
+    if out.labels.is_empty() {
+        return Err(Error::format(path, "no data rows after the header"));
+    }
+    if n_adv == 0 || n_adv == out.labels.len() {
+        let have = if n_adv == 0 { "0 (clean)" } else { "1 (adversarial)" };
+        return Err(Error::format(
+            path,
+            format!("all {} rows have label {have}: both classes are needed", out.labels.len()),
+        ));
+    }
+    Ok(out)
+}

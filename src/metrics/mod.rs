@@ -3,10 +3,12 @@
 //! (Wang, Su, Zhang, Hu, arXiv 1910.02673). No tensors and no plotting here (`csv` reads a scores file).
 mod bootstrap;
 pub mod csv;
+pub mod paired;
 mod roc;
 mod sort;
 
 pub use bootstrap::bootstrap;
+pub use paired::{delong, holm, paired, DeLong, Paired};
 
 use crate::error::Error;
 use roc::{Sorted, Unit};

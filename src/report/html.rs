@@ -29,10 +29,11 @@ fn table_html(t: &PaperTable) -> String {
     for (label, asr, cells) in &t.rows {
         s += &format!("<tr><td>{}</td><td>{asr:.3}</td>", escape(label));
         for c in cells {
+            let mark = c.versus_full.mark("&uarr;", "&darr;");
             let text = match (c.auroc, c.lo, c.hi) {
                 (None, _, _) => "n/a".to_string(),
-                (Some(a), Some(l), Some(h)) => format!("{a:.3} <small>[{l:.3}, {h:.3}]</small>"),
-                (Some(a), _, _) => format!("{a:.3}"),
+                (Some(a), Some(l), Some(h)) => format!("{a:.3} <small>[{l:.3}, {h:.3}]</small>{mark}"),
+                (Some(a), _, _) => format!("{a:.3}{mark}"),
             };
             let class = if c.best { " class=\"best\"" } else { "" };
             s += &format!("<td{class}>{text}</td>");

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::metrics::METRIC_NAMES;
-use crate::records::{JobRecord, SubnetRecord, SuiteRecord};
+use crate::records::{JobRecord, SubnetRecord, SuiteRecord, VersusFull};
 use polars::prelude::*;
 use std::path::Path;
 
@@ -48,6 +48,21 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
         cols.push(Column::new(format!("{m}_lo").into(), get(|v| v.lo)));
         cols.push(Column::new(format!("{m}_hi").into(), get(|v| v.hi)));
     }
+    // each route against the full model: paired differences, DeLong's p, and Holm's adjustment over the whole table
+    let vf = |f: fn(&VersusFull) -> f64| -> Vec<Option<f64>> {
+        rows.iter().map(|(_, r)| r.versus_full.as_ref().map(f)).collect()
+    };
+    let p: Vec<f64> = rows.iter().map(|(_, r)| r.versus_full.map_or(f64::NAN, |v| v.delta_auroc_p)).collect();
+    let holm: Vec<Option<f64>> =
+        crate::metrics::holm(&p).into_iter().map(|v| Some(v).filter(|v| !v.is_nan())).collect();
+    cols.push(Column::new("delta_auroc".into(), vf(|v| v.delta_auroc)));
+    cols.push(Column::new("delta_auroc_lo".into(), vf(|v| v.delta_auroc_lo)));
+    cols.push(Column::new("delta_auroc_hi".into(), vf(|v| v.delta_auroc_hi)));
+    cols.push(Column::new("delta_auroc_p".into(), vf(|v| v.delta_auroc_p)));
+    cols.push(Column::new("delta_auroc_p_holm".into(), holm));
+    cols.push(Column::new("delta_tpr_at_fpr_5".into(), vf(|v| v.delta_tpr_at_fpr_5)));
+    cols.push(Column::new("delta_tpr_at_fpr_5_lo".into(), vf(|v| v.delta_tpr_at_fpr_5_lo)));
+    cols.push(Column::new("delta_tpr_at_fpr_5_hi".into(), vf(|v| v.delta_tpr_at_fpr_5_hi)));
     DataFrame::new(rows.len(), cols).map_err(|e| polars_err(Path::new("results"), e))
 }
 
@@ -75,7 +90,42 @@ pub struct Cell {
     pub auroc: Option<f64>,
     pub lo: Option<f64>,
     pub hi: Option<f64>,
+    /// The highest point estimate of its row (a description, not a test).
     pub best: bool,
+    /// A route other than the full model against the full model, by its Holm-adjusted DeLong test.
+    pub versus_full: Verdict,
+}
+
+/// What the paired test says about a route against the full model (`None` on full-model cells and untested ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    None,
+    Better,
+    Worse,
+    NoEvidence,
+}
+
+/// The family-wise level of the verdicts (Holm-adjusted p below it).
+pub const VERDICT_LEVEL: f64 = 0.05;
+
+impl Verdict {
+    fn of(delta: Option<f64>, p_holm: Option<f64>) -> Verdict {
+        match (delta, p_holm) {
+            (Some(d), Some(p)) if p < VERDICT_LEVEL && d > 0.0 => Verdict::Better,
+            (Some(d), Some(p)) if p < VERDICT_LEVEL && d < 0.0 => Verdict::Worse,
+            (Some(_), Some(_)) => Verdict::NoEvidence,
+            _ => Verdict::None,
+        }
+    }
+
+    /// The mark after a cell: an arrow for a significant difference from the full model, nothing otherwise.
+    pub fn mark(self, up: &str, down: &str) -> String {
+        match self {
+            Verdict::Better => format!(" {up}"),
+            Verdict::Worse => format!(" {down}"),
+            Verdict::None | Verdict::NoEvidence => String::new(),
+        }
+    }
 }
 
 /// The paper's table: rows are attacks, columns detector x mode, AUROC with CI, the best of each row marked.
@@ -116,6 +166,7 @@ impl PaperTable {
             f64_col(df, "auroc_lo")?,
             f64_col(df, "auroc_hi")?,
         );
+        let (delta, p_holm) = (f64_col(df, "delta_auroc")?, f64_col(df, "delta_auroc_p_holm")?);
         let mut columns: Vec<(String, String)> = Vec::new();
         let mut rows: Vec<(String, f64, Vec<Cell>)> = Vec::new();
         let mut cells: Vec<(usize, usize, Cell)> = Vec::new();
@@ -131,9 +182,10 @@ impl PaperTable {
                 rows.push((label, asr[i].unwrap_or(f64::NAN), Vec::new()));
                 rows.len() - 1
             });
-            cells.push((r, c, Cell { auroc: au[i], lo: lo[i], hi: hi[i], best: false }));
+            let versus_full = Verdict::of(delta[i], p_holm[i]);
+            cells.push((r, c, Cell { auroc: au[i], lo: lo[i], hi: hi[i], best: false, versus_full }));
         }
-        let empty = Cell { auroc: None, lo: None, hi: None, best: false };
+        let empty = Cell { auroc: None, lo: None, hi: None, best: false, versus_full: Verdict::None };
         for row in rows.iter_mut() {
             row.2 = vec![empty.clone(); columns.len()];
         }
@@ -149,14 +201,15 @@ impl PaperTable {
         Ok(PaperTable { protocol: protocol.to_string(), bootstrap, columns, rows })
     }
 
-    fn cell_text(c: &Cell, bold: (&str, &str)) -> String {
+    fn cell_text(c: &Cell, bold: (&str, &str), arrows: (&str, &str)) -> String {
         match c.auroc {
             None => "n/a".into(),
             Some(a) => {
                 let point = if c.best { format!("{}{a:.3}{}", bold.0, bold.1) } else { format!("{a:.3}") };
+                let mark = c.versus_full.mark(arrows.0, arrows.1);
                 match (c.lo, c.hi) {
-                    (Some(l), Some(h)) => format!("{point} [{l:.3}, {h:.3}]"),
-                    _ => point,
+                    (Some(l), Some(h)) => format!("{point} [{l:.3}, {h:.3}]{mark}"),
+                    _ => format!("{point}{mark}"),
                 }
             }
         }
@@ -173,7 +226,10 @@ impl PaperTable {
             _ => "positives are the adversarial versions (successful or not) of the correctly classified clean test images",
         };
         format!(
-            "AUROC {ci}, higher is better, best per row in bold. Negatives are the correctly classified clean test images; \
+            "AUROC {ci}, higher is better; bold: the highest point estimate of the row (a description, not a test). \
+             An arrow after a route's cell: higher (up) or lower (down) than the same detector on the full model, by \
+             DeLong's paired test with Holm's adjustment over the whole table at {VERDICT_LEVEL}; no arrow, no such \
+             evidence (delta_auroc and its paired interval are in results.csv). Negatives are the correctly classified clean test images; \
              {prot}. ASR: attack success rate. The detectors are oblivious to the attacks: none was fitted on \
              adversarial examples."
         )
@@ -191,7 +247,7 @@ impl PaperTable {
         for (label, asr, cells) in &self.rows {
             s += &format!("| {label} | {asr:.3} |");
             for c in cells {
-                s += &format!(" {} |", Self::cell_text(c, ("**", "**")));
+                s += &format!(" {} |", Self::cell_text(c, ("**", "**"), ("↑", "↓")));
             }
             s += "\n";
         }
@@ -223,7 +279,7 @@ impl PaperTable {
         for (label, asr, cells) in &self.rows {
             s += &format!("{} & {asr:.3}", esc(label));
             for c in cells {
-                s += &format!(" & {}", Self::cell_text(c, ("\\textbf{", "}")));
+                s += &format!(" & {}", Self::cell_text(c, ("\\textbf{", "}"), ("$\\uparrow$", "$\\downarrow$")));
             }
             s += " \\\\\n";
         }
