@@ -83,6 +83,7 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     let subnets = quick_subnets(&model)?;
     let cfg = small_config();
     let mut weak = Vec::new();
+    let mut all: Vec<(String, RouteKind, Vec<f64>)> = Vec::new();
     let res = Resources { subnets: Some(&subnets) };
     for kind in DetectorKind::ALL {
         let name = kind.as_str();
@@ -107,9 +108,28 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
                 mean(false),
                 mean(true)
             );
-            if auroc <= 0.5 {
+            // the controls need not detect anything: that is what they test
+            if auroc <= 0.5 && RouteKind::DEFAULT.contains(&mode) {
                 weak.push(format!("{name}/{mode}: auroc {auroc:.4}"));
             }
+            all.push((name.to_string(), mode, clean.into_iter().chain(advs).collect()));
+        }
+    }
+    // no detector is another's score in disguise (a monotone transform has the same ROC by construction): for every
+    // two detectors, on some route they share (the controls included), neither score vector over these 800 images is
+    // a monotone, rising or falling, function of the other. One route can fail by chance: on the subnet route the
+    // subnetwork disagrees with the full model on a handful of images only, all with high margins.
+    let names: Vec<&str> = DetectorKind::ALL.iter().map(|k| k.as_str()).collect();
+    for (i, a_name) in names.iter().enumerate() {
+        for b_name in &names[i + 1..] {
+            let get = |n: &str, r: RouteKind| all.iter().find(|(m, q, _)| m == n && *q == r).map(|(_, _, v)| v);
+            let shared: Vec<RouteKind> =
+                RouteKind::ALL.into_iter().filter(|&r| get(a_name, r).is_some() && get(b_name, r).is_some()).collect();
+            let distinct = shared.iter().any(|&r| match (get(a_name, r), get(b_name, r)) {
+                (Some(a), Some(b)) => !monotone_function_of(a, b) && !monotone_function_of(b, a),
+                _ => false,
+            });
+            assert!(shared.is_empty() || distinct, "{a_name} and {b_name}: a monotone transform on every shared route");
         }
     }
     // Mahalanobis on LeNet's penultimate features is the measured exception: FGSM (like Fashion-MNIST) images get
@@ -118,6 +138,28 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     // rank FGSM images above clean ones.
     assert_eq!(weak.iter().filter(|w| !w.starts_with("mahalanobis/")).count(), 0, "{weak:?}");
     Ok(())
+}
+
+/// Whether `a` is a monotone function of `b`: equal `b` give equal `a`, and `a` never falls (or never rises) as `b`
+/// rises.
+fn monotone_function_of(a: &[f64], b: &[f64]) -> bool {
+    let mut order: Vec<usize> = (0..b.len()).collect();
+    order.sort_by(|&i, &j| b[i].total_cmp(&b[j]));
+    let steps: Vec<(f64, f64)> = order.windows(2).map(|w| (b[w[1]] - b[w[0]], a[w[1]] - a[w[0]])).collect();
+    let function = steps.iter().all(|&(db, da)| db != 0.0 || da == 0.0);
+    function && (steps.iter().all(|&(_, da)| da >= 0.0) || steps.iter().all(|&(_, da)| da <= 0.0))
+}
+
+#[test]
+fn the_monotone_check_finds_a_transform_and_clears_a_reordering() {
+    let b = [0.3, 0.1, 0.2, 0.2, 0.9];
+    let disguised: Vec<f64> = b.iter().map(|v| -(v * 7.0f64).exp()).collect();
+    assert!(monotone_function_of(&disguised, &b));
+    // the 0/1 indicator plus a tiny multiple of b, as disagree was: a transform of b
+    let old_disagree: Vec<f64> = b.iter().map(|v| f64::from(*v > 0.25) + 1e-6 * v).collect();
+    assert!(monotone_function_of(&old_disagree, &b));
+    assert!(!monotone_function_of(&[1.0, 0.0, 1.0, 0.0, 0.0], &b), "0.3 -> 1 but 0.9 -> 0");
+    assert!(!monotone_function_of(&[0.0, 0.0, 1.0, 0.0, 1.0], &b), "two equal b, two values");
 }
 
 #[test]
@@ -357,7 +399,7 @@ fn route_registry_names_builds_and_refuses_what_it_cannot_run() -> TestResult {
         |k: DetectorKind| -> Result<Vec<RouteKind>, advdet::Error> { Ok(build(k, &cfg)?.routes_of(&RouteKind::ALL)) };
     assert_eq!(on(DetectorKind::Odin)?, RouteKind::ALL);
     assert_eq!(on(DetectorKind::Lid)?, [RouteKind::Full]);
-    assert_eq!(on(DetectorKind::Disagree)?, [RouteKind::Subnet]);
+    assert_eq!(on(DetectorKind::Disagree)?, RouteKind::ALL[1..]);
     for k in DetectorKind::ALL {
         assert_eq!(k.as_str().parse::<DetectorKind>()?, k);
         assert_eq!(build(k, &cfg)?.kind(), k);
@@ -375,9 +417,10 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
     let dets: Vec<_> =
         ["msp", "entropy", "margin", "kl", "disagree"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
     let s = advdet::eval::score_images(&model, res, &scorings(&dets, &RouteKind::ALL), &test.images, 40, "count")?;
-    // 3 batches (40, 40, 20), each through the full model and the subnet route once: 6 forwards, not 3 x 8
-    assert_eq!((s.forwards, s.backwards), (6, 0));
-    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [2, 2, 2, 1, 1]);
+    // 3 batches (40, 40, 20), each through each of the 5 routes (full, subnet, the three controls) once: 15
+    // forwards, not one per batch, detector and route (3 x 23)
+    assert_eq!((s.forwards, s.backwards), (3 * 5, 0));
+    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [5, 5, 5, 4, 4]);
     assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
     assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
     // the full route alone: one pass per batch

@@ -33,7 +33,7 @@ pub struct DetectArgs {
     /// Comma-separated detector names (default: all of msp, entropy, margin, odin, kl, disagree, mahalanobis, lid, kdbu)
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<DetectorKind>>,
-    /// Comma-separated routes (the `mode` column): full, subnet
+    /// Comma-separated routes (the `mode` column): full, subnet, and the controls random-mask, union-mask, wrong-class
     #[arg(long, value_delimiter = ',', default_value = "full,subnet")]
     pub modes: Vec<RouteKind>,
     /// Bootstrap resamples for the 95% intervals (0: none)

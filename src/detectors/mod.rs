@@ -124,7 +124,6 @@ pub struct DetectorConfig {
     pub mahalanobis: mahalanobis::MahalanobisConfig,
     pub lid: lid::LidConfig,
     pub kdbu: kdbu::KdbuConfig,
-    pub disagree: disagree::DisagreeConfig,
     /// How many clean held-out training images the fitted detectors use (the last `fit_size` of the training split).
     pub fit_size: usize,
     /// Seed of the detectors' own randomness (the MC-dropout masks of KD+BU).
@@ -138,7 +137,6 @@ impl Default for DetectorConfig {
             mahalanobis: Default::default(),
             lid: Default::default(),
             kdbu: Default::default(),
-            disagree: Default::default(),
             fit_size: 5000,
             seed: 0,
         }
@@ -151,7 +149,6 @@ impl DetectorConfig {
         self.mahalanobis.validate()?;
         self.lid.validate()?;
         self.kdbu.validate()?;
-        self.disagree.validate()?;
         if self.fit_size < 20 {
             return Err(Error::config("fit_size", self.fit_size, "needs at least 20 clean training images"));
         }
@@ -168,7 +165,7 @@ pub fn build(kind: DetectorKind, cfg: &DetectorConfig) -> Result<Box<dyn Detecto
         DetectorKind::Margin => Box::new(margin::Margin),
         DetectorKind::Odin => Box::new(odin::Odin::new(cfg.odin.clone())),
         DetectorKind::Kl => Box::new(kl::Kl),
-        DetectorKind::Disagree => Box::new(disagree::Disagree::new(cfg.disagree.clone())),
+        DetectorKind::Disagree => Box::new(disagree::Disagree),
         DetectorKind::Mahalanobis => Box::new(mahalanobis::Mahalanobis::new(cfg.mahalanobis.clone(), cfg.fit_size)),
         DetectorKind::Lid => Box::new(lid::Lid::new(cfg.lid.clone(), cfg.fit_size)),
         DetectorKind::Kdbu => Box::new(kdbu::KdBu::new(cfg.kdbu.clone(), cfg.fit_size, cfg.seed)),

@@ -1,8 +1,12 @@
 //! Routes: how an image reaches logits and features. The full model is one route; the subnetwork of the class the full
-//! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another. Detectors read a route's output and never ask which
-//! route it was; adding a route is one file here and one entry in `RouteKind` and `build`.
+//! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another; the controls (`random-mask`, `union-mask`, `wrong-class`)
+//! ask where any difference between the two comes from. Detectors read a route's output and never ask which route it
+//! was; adding a route is one file here and one entry in `RouteKind` and `build`.
 pub mod full;
+pub mod random_mask;
 pub mod subnet;
+pub mod union_mask;
+pub mod wrong_class;
 
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -17,15 +21,30 @@ pub enum RouteKind {
     Full,
     /// Each image through the subnetwork (binary mask) of the class the full model predicts for it.
     Subnet,
+    /// Control: a random mask with the predicted class's kept count per layer.
+    #[serde(rename = "random-mask")]
+    RandomMask,
+    /// Control: one mask for every image, the union of the class masks.
+    #[serde(rename = "union-mask")]
+    UnionMask,
+    /// Control: the subnetwork of the full model's second most likely class.
+    #[serde(rename = "wrong-class")]
+    WrongClass,
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 2] = [RouteKind::Full, RouteKind::Subnet];
+    pub const ALL: [RouteKind; 5] =
+        [RouteKind::Full, RouteKind::Subnet, RouteKind::RandomMask, RouteKind::UnionMask, RouteKind::WrongClass];
+    /// The routes a suite runs when `[detectors] modes` is not given: the comparison itself, without the controls.
+    pub const DEFAULT: [RouteKind; 2] = [RouteKind::Full, RouteKind::Subnet];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RouteKind::Full => "full",
             RouteKind::Subnet => "subnet",
+            RouteKind::RandomMask => "random-mask",
+            RouteKind::UnionMask => "union-mask",
+            RouteKind::WrongClass => "wrong-class",
         }
     }
 
@@ -47,7 +66,7 @@ impl std::str::FromStr for RouteKind {
     fn from_str(s: &str) -> Result<Self> {
         RouteKind::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
             let names: Vec<&str> = RouteKind::ALL.iter().map(|r| r.as_str()).collect();
-            Error::config("mode", s, format!("expected {}", names.join(" or ")))
+            Error::config("mode", s, format!("expected one of {}", names.join(", ")))
         })
     }
 }
@@ -55,7 +74,7 @@ impl std::str::FromStr for RouteKind {
 /// What routes may draw on besides the model.
 #[derive(Clone, Copy, Default)]
 pub struct Resources<'a> {
-    /// The class subnetworks (the `subnet` route).
+    /// The class subnetworks (the `subnet` route and the mask controls).
     pub subnets: Option<&'a Subnets>,
 }
 
@@ -133,5 +152,8 @@ pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<B
     Ok(match kind {
         RouteKind::Full => Box::new(full::Full),
         RouteKind::Subnet => Box::new(subnet::ClassSubnet::new(model, res.subnets)?),
+        RouteKind::RandomMask => Box::new(random_mask::RandomMask::new(model, res.subnets)?),
+        RouteKind::UnionMask => Box::new(union_mask::UnionMask::new(model, res.subnets)?),
+        RouteKind::WrongClass => Box::new(wrong_class::WrongClass::new(model, res.subnets)?),
     })
 }

@@ -13,19 +13,23 @@ pub struct ClassSubnet<'a> {
 impl<'a> ClassSubnet<'a> {
     /// Fails when the subnetworks are missing or do not fit the model's gate layout.
     pub fn new(model: &Model, subnets: Option<&'a Subnets>) -> Result<Self> {
-        let subnets = subnets.ok_or_else(|| {
-            Error::Missing("the subnet mode needs the class subnetworks (--subnets FILE)".to_string())
-        })?;
-        if subnets.layout != *model.gate_layout() {
-            return Err(Error::Model(format!(
-                "the subnetworks' gate layout does not fit arch {} ({} vs {} units)",
-                model.arch,
-                subnets.layout.units(),
-                model.gate_layout().units()
-            )));
-        }
-        Ok(ClassSubnet { subnets })
+        Ok(ClassSubnet { subnets: checked_subnets(model, subnets, RouteKind::Subnet)? })
     }
+}
+
+/// The class subnetworks a route `kind` needs, present and fitting the model's gate layout.
+pub(super) fn checked_subnets<'a>(model: &Model, subnets: Option<&'a Subnets>, kind: RouteKind) -> Result<&'a Subnets> {
+    let subnets = subnets
+        .ok_or_else(|| Error::Missing(format!("the {kind} mode needs the class subnetworks (--subnets FILE)")))?;
+    if subnets.layout != *model.gate_layout() {
+        return Err(Error::Model(format!(
+            "the subnetworks' gate layout does not fit arch {} ({} vs {} units)",
+            model.arch,
+            subnets.layout.units(),
+            model.gate_layout().units()
+        )));
+    }
+    Ok(subnets)
 }
 
 impl Route for ClassSubnet<'_> {

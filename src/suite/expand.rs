@@ -99,14 +99,16 @@ pub(crate) fn detector_section(
         }
     };
     let modes: Vec<RouteKind> = match t.remove("modes") {
-        None => RouteKind::ALL.to_vec(),
+        None => RouteKind::DEFAULT.to_vec(),
         Some(toml::Value::Array(a)) if !a.is_empty() => a
             .iter()
             .map(|v| v.as_str().ok_or_else(|| Error::config("mode", v, "must be a string")).and_then(str::parse))
             .collect::<Result<Vec<RouteKind>>>()
             .map_err(|e| loc.error_section("detectors", 0, Some("modes"), &e.to_string()))?,
         Some(_) => {
-            return Err(loc.error_section("detectors", 0, Some("modes"), "expected a non-empty list: full, subnet"))
+            let names: Vec<&str> = RouteKind::ALL.iter().map(|r| r.as_str()).collect();
+            let msg = format!("expected a non-empty list of: {}", names.join(", "));
+            return Err(loc.error_section("detectors", 0, Some("modes"), &msg));
         }
     };
     if t.contains_key("fit_size") {
