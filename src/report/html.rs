@@ -1,6 +1,7 @@
 //! index.html of a suite report (the full-model vs class-subnetwork detector comparison of Wang, Su, Zhang, Hu,
 //! arXiv 1910.02673): the AUROC table, ROC plots, subnetwork heatmap and sparsity, all linked by relative paths.
 use crate::records::{SubnetRecord, SuiteRecord};
+use crate::report::helps::HelpTable;
 use crate::report::manifest::PROTOCOL_NOTE;
 use crate::report::tables::PaperTable;
 
@@ -63,7 +64,7 @@ fn sparsity_html(rec: &SubnetRecord) -> String {
 }
 
 /// The whole page.
-pub fn index_html(suite: &SuiteRecord, tables: &[PaperTable], links: &Links) -> String {
+pub fn index_html(suite: &SuiteRecord, helps: &[HelpTable], tables: &[PaperTable], links: &Links) -> String {
     let mut s = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>advdet: {name}</title>\n<style>\n\
          body {{ font-family: sans-serif; margin: 2em; max-width: 80em; }}\n\
@@ -83,6 +84,12 @@ pub fn index_html(suite: &SuiteRecord, tables: &[PaperTable], links: &Links) -> 
         jobs = suite.jobs,
         note = escape(PROTOCOL_NOTE),
     );
+    if !helps.is_empty() {
+        s += "<h2>Does the subnetwork help?</h2>\n";
+        for h in helps {
+            s += &h.html();
+        }
+    }
     for t in tables {
         s += &format!("<h2>AUROC, protocol {}</h2>\n{}", escape(&t.protocol), table_html(t));
     }

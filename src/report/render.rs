@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::io::write_bytes;
 use crate::metrics::Roc;
 use crate::records::{self, JobRecord, SuiteRecord};
+use crate::report::helps::HelpTable;
 use crate::report::html::{index_html, Links};
 use crate::report::manifest::{MANIFEST_FILE, STAGE_CHART_FILE};
 use crate::report::tables::{results_frame, sparsity_markdown, write_results, PaperTable};
@@ -41,9 +42,17 @@ pub fn render(
     write_results(dir, &df)?;
     let tables: Vec<PaperTable> =
         suite.protocols.iter().map(|p| PaperTable::from_frame(&df, p, suite.bootstrap)).collect::<Result<_>>()?;
-    let title = format!("# {}: {} on {}\n\n", suite.suite, suite.model, suite.dataset);
-    let md: Vec<String> = tables.iter().map(|t| format!("## Protocol: {}\n\n{}", t.protocol, t.markdown())).collect();
-    write_bytes(&dir.join("table.md"), (title + &md.join("\n")).as_bytes())?;
+    let helps: Vec<HelpTable> =
+        suite.protocols.iter().filter_map(|p| HelpTable::from_frame(&df, p).transpose()).collect::<Result<_>>()?;
+    let mut md = format!("# {}: {} on {}\n\n", suite.suite, suite.model, suite.dataset);
+    if !helps.is_empty() {
+        md += "## Does the subnetwork help?\n\n";
+        md += &helps.iter().map(HelpTable::markdown).collect::<Vec<_>>().join("\n");
+        md += "\n";
+    }
+    let tables_md: Vec<String> =
+        tables.iter().map(|t| format!("## Protocol: {}\n\n{}", t.protocol, t.markdown())).collect();
+    write_bytes(&dir.join("table.md"), (md + &tables_md.join("\n")).as_bytes())?;
     let tex: Vec<String> = tables.iter().map(|t| format!("% protocol: {}\n{}", t.protocol, t.latex())).collect();
     write_bytes(&dir.join("table.tex"), tex.join("\n").as_bytes())?;
 
@@ -110,6 +119,6 @@ pub fn render(
     ] {
         links.files.push((title.into(), path.into()));
     }
-    write_bytes(&dir.join("index.html"), index_html(suite, &tables, &links).as_bytes())?;
+    write_bytes(&dir.join("index.html"), index_html(suite, &helps, &tables, &links).as_bytes())?;
     Ok(tables)
 }

@@ -109,7 +109,8 @@ pub enum Verdict {
 pub const VERDICT_LEVEL: f64 = 0.05;
 
 impl Verdict {
-    fn of(delta: Option<f64>, p_holm: Option<f64>) -> Verdict {
+    /// The verdict of a difference `delta` with Holm-adjusted p `p_holm` (either missing: not tested).
+    pub fn of(delta: Option<f64>, p_holm: Option<f64>) -> Verdict {
         match (delta, p_holm) {
             (Some(d), Some(p)) if p < VERDICT_LEVEL && d > 0.0 => Verdict::Better,
             (Some(d), Some(p)) if p < VERDICT_LEVEL && d < 0.0 => Verdict::Worse,
