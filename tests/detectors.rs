@@ -9,7 +9,7 @@ use advdet::eval::{fit_split, protocol_sets, score, score_batched};
 use advdet::routes::{Resources, RouteKind};
 
 /// No resources: the full model only.
-const NONE: Resources = Resources { subnets: None };
+const NONE: Resources = Resources { subnets: None, temperature: None };
 use advdet::models::{Arch, Model};
 use advdet::subnet::{extract, mask, Subnets};
 use common::{load_lenet_mnist, TestResult};
@@ -84,7 +84,8 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     let cfg = small_config();
     let mut weak = Vec::new();
     let mut all: Vec<(String, RouteKind, Vec<f64>)> = Vec::new();
-    let res = Resources { subnets: Some(&subnets) };
+    let temperature = Some(advdet::routes::temperature::fit(&model, &subnets, &fit.images, 256)?);
+    let res = Resources { subnets: Some(&subnets), temperature };
     for kind in DetectorKind::ALL {
         let name = kind.as_str();
         let mut det = build(kind, &cfg)?;
@@ -172,13 +173,24 @@ fn full_and_subnet_modes_agree_exactly_when_every_mask_is_all_ones() -> TestResu
     for name in ["msp", "entropy", "margin", "odin"] {
         let det = by_name(name, &cfg)?;
         let full = score(det.as_ref(), &model, NONE, RouteKind::Full, &xs)?;
-        let sub = score(det.as_ref(), &model, Resources { subnets: Some(&ones) }, RouteKind::Subnet, &xs)?;
+        let sub = score(
+            det.as_ref(),
+            &model,
+            Resources { subnets: Some(&ones), ..Default::default() },
+            RouteKind::Subnet,
+            &xs,
+        )?;
         assert_eq!(full, sub, "{name}: full and all-ones subnet scores differ");
         assert!(full.windows(2).any(|w| w[0] != w[1]), "{name}: constant scores");
     }
     for name in ["kl", "disagree"] {
-        let s =
-            score(by_name(name, &cfg)?.as_ref(), &model, Resources { subnets: Some(&ones) }, RouteKind::Subnet, &xs)?;
+        let s = score(
+            by_name(name, &cfg)?.as_ref(),
+            &model,
+            Resources { subnets: Some(&ones), ..Default::default() },
+            RouteKind::Subnet,
+            &xs,
+        )?;
         assert!(s.iter().all(|&v| v == 0.0), "{name}: non-zero score with all-ones masks");
     }
     Ok(())
@@ -387,10 +399,12 @@ fn route_registry_names_builds_and_refuses_what_it_cannot_run() -> TestResult {
     assert!(err.contains("--subnets"), "{err}");
     let resnet = Model::new(Arch::Resnet20, Device::Cpu);
     let ones = all_ones(&model);
-    let wrong = advdet::routes::build(RouteKind::Subnet, &resnet, Resources { subnets: Some(&ones) });
+    let wrong =
+        advdet::routes::build(RouteKind::Subnet, &resnet, Resources { subnets: Some(&ones), ..Default::default() });
     assert!(wrong.err().map(|e| e.to_string()).unwrap_or_default().contains("gate layout"));
     assert_eq!(
-        advdet::routes::build(RouteKind::Subnet, &model, Resources { subnets: Some(&ones) })?.kind(),
+        advdet::routes::build(RouteKind::Subnet, &model, Resources { subnets: Some(&ones), ..Default::default() })?
+            .kind(),
         RouteKind::Subnet
     );
     // which detector runs where: confidence scores everywhere, fitted ones on the full model, comparisons elsewhere
@@ -412,15 +426,15 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
     let model = load_lenet_mnist();
     let (_, test) = fit_and_test(100)?;
     let ones = all_ones(&model);
-    let res = Resources { subnets: Some(&ones) };
+    let res = Resources { subnets: Some(&ones), temperature: Some(1.5) };
     let cfg = DetectorConfig::default();
     let dets: Vec<_> =
         ["msp", "entropy", "margin", "kl", "disagree"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
     let s = advdet::eval::score_images(&model, res, &scorings(&dets, &RouteKind::ALL), &test.images, 40, "count")?;
-    // 3 batches (40, 40, 20), each through each of the 5 routes (full, subnet, the three controls) once: 15
-    // forwards, not one per batch, detector and route (3 x 23)
-    assert_eq!((s.forwards, s.backwards), (3 * 5, 0));
-    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [5, 5, 5, 4, 4]);
+    // 3 batches (40, 40, 20), each through each of the 6 routes (full, subnet, the four controls) once: 18
+    // forwards, not one per batch, detector and route (3 x 28)
+    assert_eq!((s.forwards, s.backwards), (3 * 6, 0));
+    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [6, 6, 6, 5, 5]);
     assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
     assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
     // the full route alone: one pass per batch
@@ -440,7 +454,7 @@ fn detectors_that_take_the_input_gradient_reuse_the_routes_forward_and_change_no
     let model = load_lenet_mnist();
     let (fit, test) = fit_and_test(100)?;
     let ones = all_ones(&model);
-    let res = Resources { subnets: Some(&ones) };
+    let res = Resources { subnets: Some(&ones), ..Default::default() };
     let mut cfg = small_config();
     cfg.mahalanobis.magnitude = 0.002;
     let mut dets: Vec<Box<dyn detectors::Detector>> =

@@ -31,7 +31,7 @@ fn gates_of(kind: RouteKind, s: &Subnets) -> Result<Applied, Box<dyn std::error:
     let xs = data::load(DatasetName::Mnist, None, Split::Test)?.limit(64).images;
     let _guard = tch::no_grad_guard();
     let full = Pass::run(&model, &xs, None);
-    let route = routes::build(kind, &model, Resources { subnets: Some(s) })?;
+    let route = routes::build(kind, &model, Resources { subnets: Some(s), temperature: Some(2.0) })?;
     let pass = route.pass(&model, &xs, &full)?.ok_or("no pass")?;
     Ok((rows(pass.gates.as_ref().ok_or("no gates")?), full.logits))
 }
@@ -97,7 +97,33 @@ fn control_routes_parse_and_say_what_they_miss() {
     assert!(e.contains("random-mask, union-mask, wrong-class"), "{e}");
     let model = load_lenet_mnist();
     for kind in [RouteKind::RandomMask, RouteKind::UnionMask, RouteKind::WrongClass] {
+        // (the temperature control needs no subnetworks to run, only its fitted temperature)
         let e = routes::build(kind, &model, Resources::default()).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains(&format!("the {kind} mode needs the class subnetworks")), "{e}");
     }
+}
+
+#[test]
+fn the_temperature_control_matches_the_subnetworks_confidence_and_scales_every_forward() -> TestResult {
+    let model = load_lenet_mnist();
+    let s = masks(&model);
+    let fit = data::load(DatasetName::Mnist, None, Split::Train)?.range(59_000, 60_000).images;
+    let t = routes::temperature::fit(&model, &s, &fit, 256)?;
+    let _guard = tch::no_grad_guard();
+    let full = Pass::run(&model, &fit, None);
+    let gates = s.gates_for(&full.logits.argmax(-1, false));
+    let sub = Pass::run(&model, &fit, Some(gates));
+    let conf = |l: &Tensor| f64::try_from(l.softmax(-1, Kind::Double).amax([-1].as_slice(), false).mean(Kind::Double));
+    let (target, tempered) = (conf(&sub.logits)?, conf(&(full.logits.to_kind(Kind::Double) / t))?);
+    assert!((tempered - target).abs() < 1e-6, "T {t}: {tempered} vs the subnetworks' {target}");
+    // the route's pass and its forward on other inputs are the full model's logits over T
+    let route = routes::build(RouteKind::Temperature, &model, Resources { subnets: None, temperature: Some(t) })?;
+    let xs = fit.narrow(0, 0, 32);
+    let p = route.pass(&model, &xs, &Pass::run(&model, &xs, None))?.ok_or("no pass")?;
+    let plain = model.forward_eval(&xs, None).1;
+    assert_eq!(rows(&p.logits), rows(&(&plain / t)));
+    assert_eq!(rows(&p.forward(&model, &xs).1), rows(&(&plain / t)));
+    let e = routes::build(RouteKind::Temperature, &model, Resources::default()).err().map(|e| e.to_string());
+    assert!(e.is_some_and(|e| e.contains("needs a temperature fitted")));
+    Ok(())
 }

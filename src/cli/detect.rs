@@ -66,6 +66,11 @@ impl Plan {
     fn uses(&self, route: RouteKind) -> bool {
         self.detectors.iter().any(|(_, r)| r.contains(&route))
     }
+
+    /// Whether any route asked for reads the class subnetworks (every route but the full model does).
+    fn needs_subnets(&self) -> bool {
+        self.detectors.iter().any(|(_, r)| r.iter().any(|k| !k.is_full()))
+    }
 }
 
 fn plan(a: &DetectArgs) -> Result<Plan> {
@@ -112,9 +117,9 @@ fn plan(a: &DetectArgs) -> Result<Plan> {
         return Err(Error::config("--modes", format!("{:?}", a.modes), "no detector supports these modes").into());
     }
     let plan = Plan { cfg, detectors: dets };
-    if a.subnets.is_none() && plan.uses(RouteKind::Subnet) {
+    if a.subnets.is_none() && plan.needs_subnets() {
         return Err(Error::Missing(
-            "the subnet mode needs --subnets FILE (or pass --modes full and full-mode detectors)".into(),
+            "the modes other than full need --subnets FILE (or pass --modes full and full-mode detectors)".into(),
         )
         .into());
     }
@@ -200,18 +205,24 @@ pub fn run(a: DetectArgs) -> Result<i32> {
     let (model, device) = (&loaded.model, loaded.device);
     let Sets { clean, adv, labels, file_pred } = load_sets(&a, model.arch, model.num_classes())?;
     let subnets = match &a.subnets {
-        Some(p) if plan.uses(RouteKind::Subnet) => Some(Subnets::load(p, model.gate_layout(), device)?),
+        Some(p) if plan.needs_subnets() => Some(Subnets::load(p, model.gate_layout(), device)?),
         _ => None,
     };
-    if plan.detectors.iter().any(|(d, _)| d.needs_fit()) {
+    let mut temperature = None;
+    if plan.detectors.iter().any(|(d, _)| d.needs_fit()) || plan.uses(RouteKind::Temperature) {
         let dataset = a.m.dataset(&loaded, "the dataset of the fitting split")?;
         let fit = fit_split(&data::load(dataset, a.m.data_dir.as_deref(), Split::Train)?, plan.cfg.fit_size);
         eprintln!("fitting on the last {} clean {dataset} training images", fit.len());
         for (det, _) in plan.detectors.iter_mut().filter(|(d, _)| d.needs_fit()) {
             det.fit(model, &fit)?;
         }
+        if let (true, Some(s)) = (plan.uses(RouteKind::Temperature), subnets.as_ref()) {
+            let t = advdet::routes::temperature::fit(model, s, &fit.images, a.batch_size)?;
+            eprintln!("temperature control: T = {t:.6} gives the subnetworks' mean max-softmax on those images");
+            temperature = Some(t);
+        }
     }
-    let res = Resources { subnets: subnets.as_ref() };
+    let res = Resources { subnets: subnets.as_ref(), temperature };
     let scorings: Vec<Scoring> =
         plan.detectors.iter().map(|(d, r)| Scoring { detector: d.as_ref(), routes: r.clone() }).collect();
     let s_clean = eval::score_images(model, res, &scorings, &clean, a.batch_size, "clean")?;

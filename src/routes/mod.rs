@@ -1,10 +1,11 @@
 //! Routes: how an image reaches logits and features. The full model is one route; the subnetwork of the class the full
-//! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another; the controls (`random-mask`, `union-mask`, `wrong-class`)
-//! ask where any difference between the two comes from. Detectors read a route's output and never ask which route it
-//! was; adding a route is one file here and one entry in `RouteKind` and `build`.
+//! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another; the controls (`random-mask`, `union-mask`,
+//! `wrong-class`, `temperature`) ask where any difference between the two comes from. Detectors read a route's output
+//! and never ask which route it was; adding a route is one file here and one entry in `RouteKind` and `build`.
 pub mod full;
 pub mod random_mask;
 pub mod subnet;
+pub mod temperature;
 pub mod union_mask;
 pub mod wrong_class;
 
@@ -30,11 +31,19 @@ pub enum RouteKind {
     /// Control: the subnetwork of the full model's second most likely class.
     #[serde(rename = "wrong-class")]
     WrongClass,
+    /// Control: the full model at the one softmax temperature that gives the subnetworks' mean confidence.
+    Temperature,
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 5] =
-        [RouteKind::Full, RouteKind::Subnet, RouteKind::RandomMask, RouteKind::UnionMask, RouteKind::WrongClass];
+    pub const ALL: [RouteKind; 6] = [
+        RouteKind::Full,
+        RouteKind::Subnet,
+        RouteKind::RandomMask,
+        RouteKind::UnionMask,
+        RouteKind::WrongClass,
+        RouteKind::Temperature,
+    ];
     /// The routes a suite runs when `[detectors] modes` is not given: the comparison itself, without the controls.
     pub const DEFAULT: [RouteKind; 2] = [RouteKind::Full, RouteKind::Subnet];
 
@@ -45,6 +54,7 @@ impl RouteKind {
             RouteKind::RandomMask => "random-mask",
             RouteKind::UnionMask => "union-mask",
             RouteKind::WrongClass => "wrong-class",
+            RouteKind::Temperature => "temperature",
         }
     }
 
@@ -76,6 +86,8 @@ impl std::str::FromStr for RouteKind {
 pub struct Resources<'a> {
     /// The class subnetworks (the `subnet` route and the mask controls).
     pub subnets: Option<&'a Subnets>,
+    /// The fitted temperature of the `temperature` control (`temperature::fit`).
+    pub temperature: Option<f64>,
 }
 
 /// One forward pass of a batch along a route (eval mode): logits, penultimate features and, for gated routes, the
@@ -85,6 +97,8 @@ pub struct Pass {
     pub logits: Tensor,
     pub features: Tensor,
     pub gates: Option<Tensor>,
+    /// The temperature the logits are divided by (the `temperature` control); `forward` divides by it too.
+    temperature: Option<f64>,
     graph: Option<Graph>,
 }
 
@@ -99,12 +113,23 @@ impl Pass {
     /// The forward of `xs` through `model` with `gates` (eval mode; gradients as the caller's guard says).
     pub fn run(model: &Model, xs: &Tensor, gates: Option<Tensor>) -> Pass {
         let (features, logits) = model.forward_eval(xs, gates.as_ref());
-        Pass { logits, features, gates, graph: None }
+        Pass { logits, features, gates, temperature: None, graph: None }
     }
 
-    /// The same network on other inputs (the gates of this pass): for detectors that perturb their input.
+    /// The full model's forward of `xs` with its logits divided by `temperature`.
+    pub fn run_tempered(model: &Model, xs: &Tensor, temperature: f64) -> Pass {
+        let (features, logits) = model.forward_eval(xs, None);
+        Pass { logits: logits / temperature, features, gates: None, temperature: Some(temperature), graph: None }
+    }
+
+    /// The same network on other inputs (the gates and temperature of this pass): for detectors that perturb their
+    /// input.
     pub fn forward(&self, model: &Model, xs: &Tensor) -> (Tensor, Tensor) {
-        model.forward_eval(xs, self.gates.as_ref())
+        let (features, logits) = model.forward_eval(xs, self.gates.as_ref());
+        match self.temperature {
+            Some(t) => (features, logits / t),
+            None => (features, logits),
+        }
     }
 
     /// `run` through `pass` with gradients on, on a copy of `xs` that requires its gradient, the graph kept for
@@ -116,6 +141,7 @@ impl Pass {
             logits: p.logits.detach(),
             features: p.features.detach(),
             gates: p.gates,
+            temperature: p.temperature,
             graph: Some(Graph { input, features: p.features, logits: p.logits }),
         }))
     }
@@ -155,5 +181,6 @@ pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<B
         RouteKind::RandomMask => Box::new(random_mask::RandomMask::new(model, res.subnets)?),
         RouteKind::UnionMask => Box::new(union_mask::UnionMask::new(model, res.subnets)?),
         RouteKind::WrongClass => Box::new(wrong_class::WrongClass::new(model, res.subnets)?),
+        RouteKind::Temperature => Box::new(temperature::Temperature::new(res.temperature)?),
     })
 }

@@ -9,7 +9,7 @@ use crate::models::Model;
 use crate::records::{JobRecord, SuiteRecord};
 use crate::report::manifest::{git_commit, JobTime, Manifest, StageTime};
 use crate::report::tables::PaperTable;
-use crate::routes::Resources;
+use crate::routes::{Resources, RouteKind};
 use crate::suite::cache::Cache;
 use crate::suite::schema::Suite;
 use crate::suite::scoring::{clean_scores, detector_slots, job_record, DetectorSlot, JobInputs};
@@ -98,6 +98,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         scoring: BTreeMap::new(),
         route_passes: BTreeMap::new(),
         scoring_calls: (0, 0),
+        temperature: None,
     };
     let jobs: Vec<_> = suite.jobs.iter().filter(|j| opts.shard.owns(j.index)).collect();
     ctx.say(&format!(
@@ -112,6 +113,11 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     let mut data = data_stage(&mut ctx)?;
     let model = model_stage(&mut ctx, &data)?;
     let sub = subnet_stage(&mut ctx, &mut data, &model)?;
+    if suite.modes.contains(&RouteKind::Temperature) {
+        let t = crate::routes::temperature::fit(&model.model, &sub.subnets, &data.fit.images, suite.batch_size as i64)?;
+        ctx.say(&format!("temperature control: T = {t:.6} gives the subnetworks' mean max-softmax on the fit images"));
+        ctx.temperature = Some(t);
+    }
     let labels = data.test.label_vec();
     let mut slots = detector_slots(&ctx, &data, &model, &sub)?;
     let clean = clean_scores(&mut ctx, &mut slots, &data, &model, &sub)?;
@@ -245,7 +251,7 @@ fn scores_bound(ctx: &Ctx, slots: &[DetectorSlot], sub: &SubnetStage, model: &Mo
     ctx.say(&format!("timing the scoring's model passes alone over {} image sets (--bound)", sets.len()));
     let scorings: Vec<Scoring> =
         slots.iter().map(|s| Scoring { detector: s.detector.as_ref(), routes: s.routes.clone() }).collect();
-    let res = Resources { subnets: Some(&sub.subnets) };
+    let res = Resources { subnets: Some(&sub.subnets), temperature: ctx.temperature };
     let batch = ctx.suite.batch_size as i64;
     sets.iter().map(|xs| crate::eval::pass_bound(model, res, &scorings, xs, batch)).sum()
 }

@@ -80,7 +80,7 @@ fn scores_stage(
             .iter()
             .map(|&d| Scoring { detector: slots[d].detector.as_ref(), routes: slots[d].routes.clone() })
             .collect();
-        let res = Resources { subnets: Some(&sub.subnets) };
+        let res = Resources { subnets: Some(&sub.subnets), temperature: ctx.temperature };
         let scored = eval::score_images(&model.model, res, &scorings, images, ctx.suite.batch_size as i64, label)?;
         ctx.add_scoring_times(
             &todo.iter().map(|&d| (slots[d].kind, slots[d].routes.as_slice())).collect::<Vec<_>>(),

@@ -35,6 +35,8 @@ pub struct Ctx<'a> {
     pub route_passes: BTreeMap<RouteKind, f64>,
     /// The model's forward and backward calls while scoring.
     pub scoring_calls: (usize, usize),
+    /// The fitted temperature of the `temperature` control route, when the suite runs it.
+    pub temperature: Option<f64>,
 }
 
 /// The stages in pipeline order (the manifest lists them so).
