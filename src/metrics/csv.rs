@@ -41,14 +41,7 @@ pub fn parse_scores(path: &Path, bytes: &[u8]) -> crate::Result<LabeledScores> {
     };
     let body = (line_end(bytes, header_start) + 1).min(bytes.len());
     let names: Vec<&str> = header.split(',').map(unquote_str).collect();
-    let column = |name: &str| -> crate::Result<usize> {
-        let hits: Vec<usize> = (0..names.len()).filter(|&k| names[k].eq_ignore_ascii_case(name)).collect();
-        match hits[..] {
-            [k] => Ok(k),
-            [] => Err(bad(header_start, format!("no column `{name}` in the header `{header}`"))),
-            _ => Err(bad(header_start, format!("the column `{name}` appears {} times in the header", hits.len()))),
-        }
-    };
+    let column = |name: &str| header_column(&names, name, header, "").map_err(|p| bad(header_start, p));
     let cols = Columns { label: column("label")?, score: column("score")? };
     let text = std::str::from_utf8(bytes).map_err(|e| bad(e.valid_up_to(), "the line is not UTF-8 text".into()))?;
     let chunk_len = (bytes.len() / (8 * rayon::current_num_threads())).max(1 << 18);
@@ -152,6 +145,16 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// The index of the header column `name` (case-insensitive), or what is wrong: missing (`hint` appended) or repeated.
+fn header_column(names: &[&str], name: &str, header: &str, hint: &str) -> Result<usize, String> {
+    let hits: Vec<usize> = (0..names.len()).filter(|&k| names[k].eq_ignore_ascii_case(name)).collect();
+    match hits[..] {
+        [k] => Ok(k),
+        [] => Err(format!("no column `{name}` in the header `{header}`{hint}")),
+        _ => Err(format!("the column `{name}` appears {} times in the header", hits.len())),
+    }
+}
+
 /// A field without surrounding blanks and double quotes.
 fn unquote_str(field: &str) -> &str {
     let f = field.trim();
@@ -180,14 +183,8 @@ pub fn read_paired(path: &Path) -> crate::Result<PairedScores> {
     };
     let bad = |line: usize, problem: String| Error::format(path, format!("line {}: {problem}", line + 1));
     let names: Vec<&str> = header.split(',').map(unquote_str).collect();
-    let column = |name: &str| -> crate::Result<usize> {
-        let hits: Vec<usize> = (0..names.len()).filter(|&k| names[k].eq_ignore_ascii_case(name)).collect();
-        match hits[..] {
-            [k] => Ok(k),
-            [] => Err(bad(h, format!("no column `{name}` in the header `{header}` (expected label,score_a,score_b)"))),
-            _ => Err(bad(h, format!("the column `{name}` appears {} times in the header", hits.len()))),
-        }
-    };
+    let column =
+        |name: &str| header_column(&names, name, header, " (expected label,score_a,score_b)").map_err(|p| bad(h, p));
     let cols = [column("label")?, column("score_a")?, column("score_b")?];
     let width = cols.iter().max().map_or(0, |m| m + 1);
     let mut out = PairedScores { labels: Vec::new(), a: Vec::new(), b: Vec::new() };

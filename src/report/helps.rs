@@ -2,12 +2,11 @@
 //! Zhang, Hu, arXiv 1910.02673), their paired difference with its interval and Holm-adjusted DeLong p, the verdict,
 //! and beside it each control route's difference from the full model, so a reader sees at once whether any gain is
 //! the subnetwork's class specificity or something a random, class-agnostic or wrong-class mask does as well.
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::report::html::escape;
-use crate::report::tables::{Verdict, VERDICT_LEVEL};
+use crate::report::tables::{f64_col, row_keys, Verdict, VERDICT_LEVEL};
 use crate::routes::RouteKind;
-use polars::prelude::*;
-use std::path::Path;
+use polars::prelude::DataFrame;
 
 /// A route's difference from the full model: `delta_auroc`, its interval, and the verdict of its Holm-adjusted p.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,34 +38,24 @@ pub struct HelpTable {
     pub rows: Vec<HelpRow>,
 }
 
-fn col<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Column> {
-    df.column(name).map_err(|e| Error::format(Path::new("results"), e.to_string()))
-}
-
-fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    let c = col(df, name)?.str().map_err(|e| Error::format(Path::new("results"), e.to_string()))?;
-    Ok(c.iter().map(|v| v.unwrap_or("").to_string()).collect())
-}
-
-fn floats(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
-    let c = col(df, name)?.f64().map_err(|e| Error::format(Path::new("results"), e.to_string()))?;
-    Ok(c.iter().collect())
-}
-
 impl HelpTable {
     /// The table of `protocol` from the results frame; `None` when the suite has no subnet route.
     pub fn from_frame(df: &DataFrame, protocol: &str) -> Result<Option<HelpTable>> {
-        let (attack, params, det, mode, prot) =
-            (strs(df, "attack")?, strs(df, "params")?, strs(df, "detector")?, strs(df, "mode")?, strs(df, "protocol")?);
+        let [attack, params, det, mode, prot] = row_keys(df)?;
         let (auroc, delta, lo, hi, p) = (
-            floats(df, "auroc")?,
-            floats(df, "delta_auroc")?,
-            floats(df, "delta_auroc_lo")?,
-            floats(df, "delta_auroc_hi")?,
-            floats(df, "delta_auroc_p_holm")?,
+            f64_col(df, "auroc")?,
+            f64_col(df, "delta_auroc")?,
+            f64_col(df, "delta_auroc_lo")?,
+            f64_col(df, "delta_auroc_hi")?,
+            f64_col(df, "delta_auroc_p_holm")?,
         );
-        let label =
-            |i: usize| if params[i].is_empty() { attack[i].clone() } else { format!("{} {}", attack[i], params[i]) };
+        let label = |i: usize| {
+            if params[i].is_empty() {
+                attack[i].to_string()
+            } else {
+                format!("{} {}", attack[i], params[i])
+            }
+        };
         let (prot, mode) = (&prot, &mode);
         let rows_of =
             |route: RouteKind| (0..df.height()).filter(move |&i| prot[i] == protocol && mode[i] == route.as_str());
@@ -84,7 +73,7 @@ impl HelpTable {
         };
         let rows: Vec<HelpRow> = rows_of(RouteKind::Subnet)
             .map(|i| {
-                let (l, d) = (label(i), det[i].clone());
+                let (l, d) = (label(i), det[i].to_string());
                 HelpRow {
                     full: find(RouteKind::Full, &l, &d).and_then(|f| auroc[f]),
                     subnet: auroc[i],

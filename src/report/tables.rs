@@ -140,27 +140,32 @@ pub struct PaperTable {
     pub rows: Vec<(String, f64, Vec<Cell>)>,
 }
 
-fn str_col<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<&'a str>> {
+pub(crate) fn str_col<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<&'a str>> {
     let err = |e| polars_err(Path::new("results"), e);
     Ok(df.column(name).map_err(err)?.str().map_err(err)?.iter().map(|v| v.unwrap_or("")).collect())
 }
 
-fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+pub(crate) fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     let err = |e| polars_err(Path::new("results"), e);
     Ok(df.column(name).map_err(err)?.f64().map_err(err)?.iter().collect())
+}
+
+/// The columns that name a row: attack, params, detector, mode, protocol.
+pub(crate) fn row_keys(df: &DataFrame) -> Result<[Vec<&str>; 5]> {
+    Ok([
+        str_col(df, "attack")?,
+        str_col(df, "params")?,
+        str_col(df, "detector")?,
+        str_col(df, "mode")?,
+        str_col(df, "protocol")?,
+    ])
 }
 
 impl PaperTable {
     /// Builds the table from the results frame for one protocol; columns follow the first appearance of each
     /// (detector, mode), rows the first appearance of each (attack, params).
     pub fn from_frame(df: &DataFrame, protocol: &str, bootstrap: usize) -> Result<PaperTable> {
-        let (attack, params, det, mode, prot) = (
-            str_col(df, "attack")?,
-            str_col(df, "params")?,
-            str_col(df, "detector")?,
-            str_col(df, "mode")?,
-            str_col(df, "protocol")?,
-        );
+        let [attack, params, det, mode, prot] = row_keys(df)?;
         let (asr, au, lo, hi) = (
             f64_col(df, "attack_success_rate")?,
             f64_col(df, "auroc")?,
