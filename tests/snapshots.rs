@@ -115,6 +115,12 @@ fn rendered_tables_and_index_match_their_snapshots() -> TestResult {
         let csv = std::fs::read_to_string(dir.path().join("results.csv"))?;
         csv.lines().next().unwrap_or_default().replace(',', "\n")
     });
+    // the forest plot: one row per subnet difference of the first protocol, labelled attack | detector
+    let forest = std::fs::read_to_string(dir.path().join("forest.svg"))?;
+    for label in ["fgsm eps=0.1 | msp", "pgd-linf eps=0.3 steps=40 | msp"] {
+        assert!(forest.contains(label), "{label} missing from forest.svg");
+    }
+    assert!(std::fs::read(dir.path().join("forest.png"))?.starts_with(b"\x89PNG"));
     Ok(())
 }
 

@@ -88,6 +88,28 @@ impl HelpTable {
         Ok((!rows.is_empty()).then(|| HelpTable { protocol: protocol.to_string(), controls, rows }))
     }
 
+    /// The subnet rows with a difference and its interval, for the forest plot.
+    pub fn forest_rows(&self) -> Vec<crate::report::plot::ForestRow> {
+        self.rows
+            .iter()
+            .filter_map(|r| {
+                let (delta, lo, hi) = (r.versus.delta?, r.versus.lo?, r.versus.hi?);
+                let sign = match r.versus.verdict {
+                    Verdict::Better => 1,
+                    Verdict::Worse => -1,
+                    _ => 0,
+                };
+                Some(crate::report::plot::ForestRow {
+                    label: format!("{} | {}", r.attack, r.detector),
+                    delta,
+                    lo,
+                    hi,
+                    sign,
+                })
+            })
+            .collect()
+    }
+
     fn caption(&self) -> String {
         let controls = if self.controls.is_empty() {
             "No control routes in this suite (add random-mask, union-mask or wrong-class to [detectors] modes).".into()

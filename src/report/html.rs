@@ -19,6 +19,8 @@ pub struct Links {
     pub files: Vec<(String, String)>,
     /// The run's stage times as a bar chart, when the report has a manifest.
     pub stage_chart: Option<String>,
+    /// `(svg, png)` of the forest plot of the subnetwork's differences from the full model, when there are any.
+    pub forest: Option<(String, String)>,
 }
 
 fn table_html(t: &PaperTable) -> String {
@@ -88,6 +90,11 @@ pub fn index_html(suite: &SuiteRecord, helps: &[HelpTable], tables: &[PaperTable
         s += "<h2>Does the subnetwork help?</h2>\n";
         for h in helps {
             s += &h.html();
+        }
+        if let Some((svg, png)) = &links.forest {
+            s += &format!(
+                "<p><a href=\"{svg}\"><img src=\"{png}\" alt=\"forest plot of the subnetwork's differences\"></a></p>\n"
+            );
         }
     }
     for t in tables {

@@ -97,6 +97,95 @@ fn draw_stages<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
+/// One row of a forest plot: label, point estimate, interval, and whether it is marked better, worse or neither.
+pub struct ForestRow {
+    pub label: String,
+    pub delta: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// 1 better, -1 worse, 0 no evidence (the colour).
+    pub sign: i8,
+}
+
+/// A forest plot of paired differences (SVG or PNG by the extension): one row per difference, top to bottom, a dot at
+/// the estimate and a bar over its interval, the zero line dashed; green where marked better, red where worse.
+pub fn forest_plot(path: &Path, title: &str, rows: &[ForestRow]) -> crate::Result<()> {
+    if let Some(r) = rows.iter().find(|r| !(r.delta.is_finite() && r.lo.is_finite() && r.hi.is_finite())) {
+        return Err(Error::config(format!("forest row `{}`", r.label), r.delta, "needs finite values"));
+    }
+    if rows.is_empty() {
+        return Err(Error::config("forest plot", 0, "no rows to plot"));
+    }
+    super::register_fonts();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let size = (900, 120 + 18 * rows.len() as u32);
+    let drawn = |tmp: &Path| -> crate::Result<()> {
+        let result = match ext.as_deref() {
+            Some("svg") => draw_forest(SVGBackend::new(tmp, size).into_drawing_area(), title, rows),
+            _ => draw_forest(BitMapBackend::new(tmp, size).into_drawing_area(), title, rows),
+        };
+        result.map_err(|e| Error::format(path, format!("cannot draw the forest plot: {e}")))
+    };
+    match ext.as_deref() {
+        Some("svg" | "png") => write_atomic(path, drawn),
+        _ => Err(Error::config("plot file", path.display(), "the extension must be .svg or .png")),
+    }
+}
+
+fn draw_forest<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    rows: &[ForestRow],
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let n = rows.len();
+    let reach = rows.iter().flat_map(|r| [r.lo.abs(), r.hi.abs()]).fold(0.01, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(260)
+        .build_cartesian_2d(-reach..reach, -0.5..n as f64 - 0.5)
+        .map_err(err)?;
+    let row = |i: usize| (n - 1 - i) as f64;
+    let name_of = |y: &f64| {
+        let i = n as f64 - 1.0 - y.round();
+        rows.get(i as usize)
+            .filter(|_| i >= 0.0 && (y - y.round()).abs() < 1e-9)
+            .map_or(String::new(), |r| r.label.clone())
+    };
+    chart
+        .configure_mesh()
+        .x_desc("delta AUROC (route - full), 95% paired bootstrap interval")
+        .y_labels(n)
+        .y_label_formatter(&name_of)
+        .disable_y_mesh()
+        .label_style(("sans-serif", 12))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .draw()
+        .map_err(err)?;
+    let zero = ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1);
+    chart.draw_series(DashedLineSeries::new([(0.0, -0.5), (0.0, n as f64 - 0.5)], 5, 4, zero)).map_err(err)?;
+    let colour = |r: &ForestRow| match r.sign {
+        1 => PALETTE[2],
+        -1 => PALETTE[3],
+        _ => PALETTE[7],
+    };
+    chart
+        .draw_series(
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| PathElement::new([(r.lo, row(i)), (r.hi, row(i))], colour(r).stroke_width(2))),
+        )
+        .map_err(err)?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| Circle::new((r.delta, row(i)), 4, colour(r).filled())))
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
 /// Draws `curves` (legend name, ROC) into `path`, SVG or PNG by the extension, written atomically.
 pub fn roc_plot(path: &Path, title: &str, curves: &[(String, Roc)]) -> crate::Result<()> {
     if curves.is_empty() {
@@ -221,6 +310,17 @@ mod tests {
         assert!(e.is_some_and(|e| e.contains("stage scores")));
         assert!(!dir.path().join("bad.svg").exists());
         Ok(())
+    }
+
+    #[test]
+    fn the_forest_plot_refuses_nan_and_empty_input_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("forest.svg");
+        let bad = super::ForestRow { label: "a | b".into(), delta: f64::NAN, lo: -0.1, hi: 0.1, sign: 0 };
+        let e = super::forest_plot(&path, "t", &[bad]).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("a | b") && e.contains("finite")));
+        assert!(super::forest_plot(&path, "t", &[]).is_err());
+        assert!(!path.exists());
     }
 
     #[test]

@@ -50,6 +50,21 @@ pub fn render(
         md += &helps.iter().map(HelpTable::markdown).collect::<Vec<_>>().join("\n");
         md += "\n";
     }
+    let mut forests = Vec::new();
+    if let Some(h) = helps.first() {
+        let rows = h.forest_rows();
+        if !rows.is_empty() {
+            let title =
+                format!("Subnetwork vs full model, protocol {} ({}, {})", h.protocol, suite.model, suite.dataset);
+            for ext in ["svg", "png"] {
+                crate::report::plot::forest_plot(&dir.join(format!("forest.{ext}")), &title, &rows)?;
+            }
+            forests.push(("forest.svg".to_string(), "forest.png".to_string()));
+        }
+    }
+    if forests.is_empty() {
+        prune(dir, "forest.", &BTreeSet::new())?;
+    }
     let tables_md: Vec<String> =
         tables.iter().map(|t| format!("## Protocol: {}\n\n{}", t.protocol, t.markdown())).collect();
     write_bytes(&dir.join("table.md"), (md + &tables_md.join("\n")).as_bytes())?;
@@ -61,6 +76,7 @@ pub fn render(
         heatmaps: Vec::new(),
         files: Vec::new(),
         stage_chart: stage_chart.then(|| STAGE_CHART_FILE.to_string()),
+        forest: forests.pop(),
     };
     let protocol = suite.protocols.first().map(String::as_str).unwrap_or("successful");
     let mut roc_files = BTreeSet::new();
