@@ -348,6 +348,27 @@ fn detect_command_writes_scores_and_metrics_and_rejects_bad_input() -> TestResul
     assert_eq!(metrics.lines().count(), 1 + 4 * 2, "{metrics}");
     assert!(metrics.lines().any(|l| l.starts_with("msp,full,successful,")), "{metrics}");
     assert!(dir.path().join("out/config.json").is_file());
+    // the controls: the mask controls read the subnetworks, the temperature control is fitted on the fit split
+    let (code, out, err) = run(&[
+        "--adv",
+        &p("adv.safetensors"),
+        "--detectors",
+        "msp",
+        "--modes",
+        "full,union-mask,wrong-class,temperature",
+        "--fit-size",
+        "300",
+        "--bootstrap",
+        "0",
+        "--out",
+        &p("controls"),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("temperature control: T = "), "{err}");
+    let metrics = std::fs::read_to_string(p("controls/metrics.csv"))?;
+    for mode in ["full", "union-mask", "wrong-class", "temperature"] {
+        assert!(metrics.lines().any(|l| l.starts_with(&format!("msp,{mode},successful,"))), "{mode}: {metrics}");
+    }
     // bad input: a file without clean images, a missing subnet file, an unknown detector
     let (code, _, err) = run(&["--adv", &p("no-clean.safetensors"), "--detectors", "msp", "--out", &p("bad")]);
     assert!(code == 2 && err.contains("clean") && err.contains("no-clean.safetensors"), "{code} {err}");
