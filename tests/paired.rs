@@ -187,3 +187,38 @@ fn roc_paired_rejects_bad_files() -> TestResult {
     assert_eq!(code, 2, "{err}");
     Ok(())
 }
+
+#[test]
+fn the_heldout_threshold_is_the_fit_scores_95th_percentile_and_counts_both_classes_above_it() -> TestResult {
+    use advdet::eval::{heldout_thresholds, metric_rows, MetricSpec, Protocol};
+    use advdet::routes::RouteKind;
+    // fit scores 0..99: the 95% quantile (linear interpolation) is 94.05
+    let fit: Vec<f64> = (0..100).map(f64::from).collect();
+    let t = heldout_thresholds(&[vec![fit, Vec::new()]]);
+    assert!((t[0][0] - 94.05).abs() < 1e-12 && t[0][1].is_nan());
+    // 4 images, all correctly classified, all attacked successfully: clean scores 90, 95, 99, 10; adversarial 96,
+    // 50, 97, 94.05 (not above). 2 of 4 adversarial and 2 of 4 clean lie above the threshold.
+    let clean = vec![vec![vec![90.0, 95.0, 99.0, 10.0]]];
+    let adv = vec![vec![vec![96.0, 50.0, 97.0, 94.05]]];
+    let (labels, pred_clean, pred_adv) = ([0, 1, 2, 3], [0, 1, 2, 3], [1, 2, 3, 0]);
+    let spec = MetricSpec { protocols: vec![Protocol::Successful], bootstrap: 0, seed: 0 };
+    let heldout = [vec![94.05]];
+    let rows = metric_rows(
+        &["msp"],
+        &[vec![RouteKind::Full]],
+        &clean,
+        &adv,
+        &labels,
+        &pred_clean,
+        &pred_adv,
+        &spec,
+        Some(&heldout),
+    )?;
+    let get = |m: &str| rows[0].metric(m).and_then(|v| v.point);
+    assert_eq!(get(metrics::HELDOUT_TPR), Some(0.5));
+    assert_eq!(get(metrics::HELDOUT_FPR), Some(0.5));
+    let without =
+        metric_rows(&["msp"], &[vec![RouteKind::Full]], &clean, &adv, &labels, &pred_clean, &pred_adv, &spec, None)?;
+    assert!(without[0].metric(metrics::HELDOUT_TPR).is_none());
+    Ok(())
+}

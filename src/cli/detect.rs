@@ -236,7 +236,7 @@ pub fn run(a: DetectArgs) -> Result<i32> {
     let routes: Vec<Vec<RouteKind>> = plan.detectors.iter().map(|(_, r)| r.clone()).collect();
     let spec = MetricSpec { protocols: Protocol::BOTH.to_vec(), bootstrap: a.bootstrap, seed: a.seed };
     let rows =
-        eval::metric_rows(&names, &routes, &s_clean.scores, &s_adv.scores, &labels, pred_clean, pred_adv, &spec)?;
+        eval::metric_rows(&names, &routes, &s_clean.scores, &s_adv.scores, &labels, pred_clean, pred_adv, &spec, None)?;
 
     let n = labels.len();
     let mut scores_csv = String::from("index,detector,mode,label,is_adv,score\n");

@@ -5,7 +5,7 @@ pub mod protocol;
 mod rows;
 
 pub use protocol::{fit_split, protocol_sets, Protocol, ScoredSet};
-pub use rows::{metric_rows, metric_values, MetricSpec};
+pub use rows::{heldout_thresholds, metric_rows, metric_values, MetricSpec};
 
 use crate::detectors::{finite_scores, Detector, View};
 use crate::error::{Error, Result};

@@ -40,9 +40,35 @@ pub fn metric_values(labels: &[bool], scores: &[f64], bootstrap: usize, seed: u6
         .collect())
 }
 
+/// Per detector and route, the score above which at most 5% of `fit` (clean held-out images' scores) lie: the 95%
+/// quantile (linear interpolation, numpy's default); NaN when there are no scores.
+pub fn heldout_thresholds(fit: &[Vec<Vec<f64>>]) -> Vec<Vec<f64>> {
+    fit.iter()
+        .map(|per_route| {
+            per_route
+                .iter()
+                .map(|scores| {
+                    let mut v = scores.clone();
+                    v.sort_unstable_by(f64::total_cmp);
+                    match v.len() {
+                        0 => f64::NAN,
+                        n => {
+                            let h = (n - 1) as f64 * 0.95;
+                            let (b, a) = (h.floor() as usize, h.ceil() as usize);
+                            v[b] + (h - b as f64) * (v[a] - v[b])
+                        }
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// One row per (detector, route, protocol), in that order. `routes[d]` are detector `d`'s routes, `clean[d][r]` and
 /// `adv[d][r]` its scores on them; image `i` has true class `labels[i]` and predictions `pred_clean[i]`,
-/// `pred_adv[i]`.
+/// `pred_adv[i]`. With `heldout[d][r]`, the threshold from `heldout_thresholds`, each row also gets
+/// `tpr_at_fpr_5_heldout` and `test_fpr_at_heldout_threshold`: the shares of its positives and of its negatives scoring
+/// above it.
 #[allow(clippy::too_many_arguments)]
 pub fn metric_rows(
     detectors: &[&str],
@@ -53,6 +79,7 @@ pub fn metric_rows(
     pred_clean: &[i64],
     pred_adv: &[i64],
     spec: &MetricSpec,
+    heldout: Option<&[Vec<f64>]>,
 ) -> Result<Vec<RowRecord>> {
     let mut rows = Vec::new();
     for (d, name) in detectors.iter().enumerate() {
@@ -64,7 +91,18 @@ pub fn metric_rows(
             for &protocol in &spec.protocols {
                 let set: &ScoredSet = ScoredSet::pick(&pairs[r], protocol);
                 let (n_neg, n_pos) = set.counts();
-                let metrics = metric_values(&set.labels, &set.scores, spec.bootstrap, spec.seed)?;
+                let mut metrics = metric_values(&set.labels, &set.scores, spec.bootstrap, spec.seed)?;
+                if let Some(t) = heldout.map(|h| h[d][r]).filter(|t| !t.is_nan()) {
+                    let above = |class: bool, n: usize| {
+                        let k = set.labels.iter().zip(&set.scores).filter(|(&l, &s)| l == class && s > t).count();
+                        (n > 0).then(|| k as f64 / n as f64)
+                    };
+                    for (name, point) in
+                        [(metrics::HELDOUT_TPR, above(true, n_pos)), (metrics::HELDOUT_FPR, above(false, n_neg))]
+                    {
+                        metrics.push(MetricValue { name: name.to_string(), point, lo: None, hi: None });
+                    }
+                }
                 let roc = match n_pos > 0 && n_neg > 0 {
                     true => metrics::roc_curve(&set.labels, &set.scores).ok().map(|r| Curve::thinned(&r.fpr, &r.tpr)),
                     false => None,

@@ -13,6 +13,12 @@ pub use paired::{delong, holm, paired, DeLong, Paired};
 use crate::error::Error;
 use roc::{Sorted, Unit};
 
+/// TPR at the threshold fixed at 5% FPR on clean held-out images (not on the test set, unlike `tpr_at_fpr_5` and
+/// `detection_accuracy`, whose thresholds are picked on the very images they are measured on).
+pub const HELDOUT_TPR: &str = "tpr_at_fpr_5_heldout";
+/// The test set's FPR at that same held-out threshold: how far the 5% it was fixed at holds on the test images.
+pub const HELDOUT_FPR: &str = "test_fpr_at_heldout_threshold";
+
 pub const METRIC_NAMES: [&str; 6] =
     ["auroc", "ap_adv", "ap_clean", "tpr_at_fpr_5", "fpr_at_tpr_95", "detection_accuracy"];
 

@@ -48,6 +48,10 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
         cols.push(Column::new(format!("{m}_lo").into(), get(|v| v.lo)));
         cols.push(Column::new(format!("{m}_hi").into(), get(|v| v.hi)));
     }
+    for name in [crate::metrics::HELDOUT_TPR, crate::metrics::HELDOUT_FPR] {
+        let values: Vec<Option<f64>> = rows.iter().map(|(_, r)| r.metric(name).and_then(|v| v.point)).collect();
+        cols.push(Column::new(name.into(), values));
+    }
     // each route against the full model: paired differences, DeLong's p, and Holm's adjustment over the whole table
     let vf = |f: fn(&VersusFull) -> f64| -> Vec<Option<f64>> {
         rows.iter().map(|(_, r)| r.versus_full.as_ref().map(f)).collect()

@@ -12,7 +12,7 @@ use crate::report::tables::PaperTable;
 use crate::routes::{Resources, RouteKind};
 use crate::suite::cache::Cache;
 use crate::suite::schema::Suite;
-use crate::suite::scoring::{clean_scores, detector_slots, job_record, DetectorSlot, JobInputs};
+use crate::suite::scoring::{clean_scores, detector_slots, heldout_thresholds, job_record, DetectorSlot, JobInputs};
 use crate::suite::shard::Shard;
 use crate::suite::stages::{attack_stage, data_stage, model_stage, subnet_stage, Ctx, SubnetStage};
 use std::collections::BTreeMap;
@@ -121,6 +121,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     let labels = data.test.label_vec();
     let mut slots = detector_slots(&ctx, &data, &model, &sub)?;
     let clean = clean_scores(&mut ctx, &mut slots, &data, &model, &sub)?;
+    let heldout = heldout_thresholds(&mut ctx, &mut slots, &data, &model, &sub)?;
     // the image sets scored in this run, for the bound
     let mut scored: Vec<Tensor> = Vec::new();
     if opts.bound && ctx.tally("scores").0 > 0 {
@@ -136,7 +137,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         bar.set_message(format!("{} {}", job.name, job.params));
         let before = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
         let attack = attack_stage(&mut ctx, job, &data, &model, &sub)?;
-        let inputs = JobInputs { job, attack: &attack, labels: &labels, clean: &clean };
+        let inputs = JobInputs { job, attack: &attack, labels: &labels, clean: &clean, heldout: &heldout };
         records.push(job_record(&mut ctx, &mut slots, &inputs, &data, &model, &sub)?);
         let after = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
         let t = JobTime {

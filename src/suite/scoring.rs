@@ -142,12 +142,58 @@ pub fn clean_scores(
     Ok(CleanScores { scores, keys, pred })
 }
 
+/// The thresholds of `tpr_at_fpr_5_heldout` per detector and route: scored (and cached) on the held-out fit images,
+/// the correctly classified ones, as the test set's negatives are. NaN (no column value) for the detectors fitted on
+/// those same images (Mahalanobis, LID, KD+BU): their scores there are in-sample, and a threshold from them would not
+/// hold on new images.
+pub fn heldout_thresholds(
+    ctx: &mut Ctx,
+    slots: &mut Vec<DetectorSlot>,
+    data: &DataStage,
+    model: &ModelStage,
+    sub: &SubnetStage,
+) -> Result<Vec<Vec<f64>>> {
+    let (free, fitted): (Vec<_>, Vec<_>) =
+        std::mem::take(slots).into_iter().enumerate().partition(|(_, s)| !s.detector.needs_fit());
+    let order: Vec<usize> = free.iter().map(|(i, _)| *i).collect();
+    let mut picked: Vec<DetectorSlot> = free.into_iter().map(|(_, s)| s).collect();
+    let keys: Vec<String> =
+        picked.iter().map(|slot| KeyBuilder::new("fit-scores").part("detector", &slot.key).finish()).collect();
+    let scored = match picked.is_empty() {
+        true => Ok((Vec::new(), Vec::new())),
+        false => scores_stage(ctx, "fit-scores", &keys, &mut picked, &data.fit.images, "fit", data, model, sub),
+    };
+    let mut back: Vec<(usize, DetectorSlot)> = order.iter().copied().zip(picked).chain(fitted).collect();
+    back.sort_by_key(|(i, _)| *i);
+    *slots = back.into_iter().map(|(_, s)| s).collect();
+    let (scores, pred) = scored?;
+    let labels = data.fit.label_vec();
+    let correct: Vec<bool> = pred.iter().zip(&labels).map(|(p, l)| p == l).collect();
+    let kept: ScoreTable = scores
+        .iter()
+        .map(|per_route| {
+            per_route.iter().map(|v| v.iter().zip(&correct).filter(|(_, &c)| c).map(|(s, _)| *s).collect()).collect()
+        })
+        .collect();
+    let mut thresholds = eval::heldout_thresholds(&kept).into_iter();
+    Ok(slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match order.contains(&i) {
+            true => thresholds.next().unwrap_or_default(),
+            false => vec![f64::NAN; s.routes.len()],
+        })
+        .collect())
+}
+
 /// Everything a job's metrics are computed from.
 pub struct JobInputs<'a> {
     pub job: &'a Job,
     pub attack: &'a AttackStage,
     pub labels: &'a [i64],
     pub clean: &'a CleanScores,
+    /// Per detector and route, the threshold at 5% FPR on the clean held-out fit images.
+    pub heldout: &'a [Vec<f64>],
 }
 
 /// Adversarial scores and metrics of one job, cached as its record.
@@ -196,6 +242,7 @@ pub fn job_record(
         &inp.clean.pred,
         &pred_adv,
         &spec,
+        Some(inp.heldout),
     )?;
     let rec = JobRecord {
         index: inp.job.index,
