@@ -163,8 +163,9 @@ fn runs_are_byte_identical_and_warm_runs_recompute_nothing() -> TestResult {
     let scoring: Vec<(&str, &str)> = m.scoring.iter().map(|t| (t.detector.as_str(), t.route.as_str())).collect();
     assert_eq!(scoring, [("msp", "full"), ("msp", "subnet")]);
     assert_eq!(m.route_passes.keys().collect::<Vec<_>>(), ["full", "subnet"]);
-    // 3 image sets (clean, 2 attacks) of 64 images in one batch each, through the full and the subnet route
-    assert_eq!((m.scoring_calls["forwards"], m.scoring_calls["backwards"]), (3 * 2, 0));
+    // 4 image sets (the 64 clean test images, the 100 held-out fit images for the held-out threshold, 2 attacks),
+    // one batch each, through the full and the subnet route
+    assert_eq!((m.scoring_calls["forwards"], m.scoring_calls["backwards"]), (4 * 2, 0));
     assert!(a.join("tiny").join("stages.svg").is_file());
     // stderr is a pipe here, not a terminal: one line per finished job; the summary names the slowest
     assert!(
