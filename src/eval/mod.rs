@@ -188,10 +188,10 @@ pub fn pass_bound(
 ) -> Result<f64> {
     check_images(model, images)?;
     let built = build_routes(model, res, scorings)?;
-    let graph: BTreeSet<RouteKind> =
-        scorings.iter().filter(|s| s.detector.wants_input_grad()).flat_map(|s| s.routes.iter().copied()).collect();
+    // one backward and one forward per gradient-taking detector and route; those routes keep their graph
     let grads: Vec<RouteKind> =
         scorings.iter().filter(|s| s.detector.wants_input_grad()).flat_map(|s| s.routes.iter().copied()).collect();
+    let graph: BTreeSet<RouteKind> = grads.iter().copied().collect();
     let device = model.device();
     let batch = |xs: &Tensor| -> Result<()> {
         let (full, others) = passes(model, &built, &graph, xs, &mut BTreeMap::new())?;

@@ -50,13 +50,10 @@ pub fn heldout_thresholds(fit: &[Vec<Vec<f64>>]) -> Vec<Vec<f64>> {
                 .map(|scores| {
                     let mut v = scores.clone();
                     v.sort_unstable_by(f64::total_cmp);
-                    match v.len() {
-                        0 => f64::NAN,
-                        n => {
-                            let h = (n - 1) as f64 * 0.95;
-                            let (b, a) = (h.floor() as usize, h.ceil() as usize);
-                            v[b] + (h - b as f64) * (v[a] - v[b])
-                        }
+                    if v.is_empty() {
+                        f64::NAN
+                    } else {
+                        metrics::quantile(&v, 0.95)
                     }
                 })
                 .collect()

@@ -8,6 +8,7 @@ mod roc;
 mod sort;
 
 pub use bootstrap::bootstrap;
+pub(crate) use bootstrap::quantile;
 pub use paired::{delong, holm, paired, DeLong, Paired};
 
 use crate::error::Error;
