@@ -11,8 +11,16 @@ fn mnist_test(per_class: usize) -> data::Dataset {
     data::load(DatasetName::Mnist, None, Split::Test).expect("MNIST is in the data cache").per_class(per_class)
 }
 
+/// The training images gate training learns from: all but the last 5000 (the suites' fit split).
 fn mnist_train() -> data::Dataset {
-    data::load(DatasetName::Mnist, None, Split::Train).expect("MNIST is in the data cache")
+    let all = data::load(DatasetName::Mnist, None, Split::Train).expect("MNIST is in the data cache");
+    all.range(0, all.len() - 5000)
+}
+
+/// Training images that gate training does not see (the last 5000), `per_class` of each class: the analysis set.
+fn mnist_held_out(per_class: usize) -> data::Dataset {
+    let all = data::load(DatasetName::Mnist, None, Split::Train).expect("MNIST is in the data cache");
+    all.range(all.len() - 5000, all.len()).per_class(per_class)
 }
 
 /// A small, fast configuration (the acceptance figures use the defaults through the command line).
@@ -122,7 +130,7 @@ fn per_sample_subnets_in_one_batch_equal_each_sample_alone() -> TestResult {
 #[test]
 fn extraction_is_deterministic_and_leaves_the_model_untouched() -> TestResult {
     let model = load_lenet_mnist();
-    let (train, test) = (mnist_train(), mnist_test(30));
+    let (train, test) = (mnist_train(), mnist_held_out(30));
     let before: Vec<(String, Tensor)> = model.vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
     let a = extract(&model, &train, &test, &small())?;
     let b = extract(&model, &train, &test, &small())?;
@@ -162,7 +170,8 @@ fn trained_lenet_subnets_are_sparse_and_keep_own_class_accuracy() -> TestResult 
         cross_images_per_class: Some(50),
         ..Default::default()
     };
-    let ex = extract(&model, &mnist_train(), &mnist_test(300), &cfg)?;
+    let ex = extract(&model, &mnist_train(), &mnist_held_out(300), &cfg)?;
+    assert_eq!(ex.summary.analysis.images_per_class, vec![300; 10], "the analysis runs on the held-out images");
     let s = &ex.summary;
     assert!(s.mean_kept_fraction < 0.6, "mean kept fraction {}", s.mean_kept_fraction);
     for c in &s.classes {
@@ -180,6 +189,33 @@ fn trained_lenet_subnets_are_sparse_and_keep_own_class_accuracy() -> TestResult 
             assert!((a.jaccard[c][d] - a.jaccard[d][c]).abs() < 1e-12 && (0.0..=1.0).contains(&a.jaccard[c][d]));
         }
     }
+    Ok(())
+}
+
+#[test]
+fn conv_scope_gates_only_conv_channels_and_keeps_every_fully_connected_unit() -> TestResult {
+    let model = load_lenet_mnist();
+    let layout = model.gate_layout().clone();
+    let cfg = ExtractConfig { lambda: 0.05, gate: advdet::subnet::Gate::Conv, ..small() };
+    let conv = extract(&model, &mnist_train(), &mnist_held_out(10), &cfg)?;
+    let all = extract(&model, &mnist_train(), &mnist_held_out(10), &ExtractConfig { gate: Default::default(), ..cfg })?;
+    for (l, (off, w)) in layout.layers.iter().zip(layout.spans()) {
+        let (g, m) = (conv.subnets.gates.narrow(1, off, w), conv.subnets.masks.narrow(1, off, w));
+        if l.is_conv() {
+            assert!(f64::try_from(m.mean(Kind::Double))? < 1.0, "layer {}: nothing pruned", l.name);
+        } else {
+            assert!(g.eq(1.0).all().int64_value(&[]) == 1, "layer {}: a fully connected gate moved", l.name);
+            assert!(m.eq(1.0).all().int64_value(&[]) == 1, "layer {}: a fully connected unit was dropped", l.name);
+            let pruned = all.subnets.masks.narrow(1, off, w);
+            assert!(f64::try_from(pruned.mean(Kind::Double))? < 1.0, "layer {}: the `all` scope prunes it", l.name);
+        }
+    }
+    // the top-k rule would keep only k% of a layer: the conv scope still keeps every fully connected unit
+    let top =
+        extract(&model, &mnist_train(), &mnist_held_out(10), &ExtractConfig { top_k_percent: Some(10.0), ..cfg })?;
+    let fc = layout.layers.iter().position(|l| !l.is_conv()).expect("LeNet has a hidden fully connected layer");
+    let (off, w) = layout.spans()[fc];
+    assert_eq!(top.subnets.masks.narrow(1, off, w).eq(1.0).all().int64_value(&[]), 1);
     Ok(())
 }
 

@@ -33,9 +33,15 @@ pub struct ExtractArgs {
     /// Distillation temperature
     #[arg(long)]
     pub temperature: Option<f64>,
-    /// Test images per class for the cross-class accuracy matrix (0 = the whole test split)
+    /// Held-out images per class for the cross-class accuracy matrix (0 = all of them)
     #[arg(long)]
     pub cross_images_per_class: Option<usize>,
+    /// Which units get gates: all (conv channels and hidden fully connected units) or conv (conv channels only)
+    #[arg(long, value_parser = ["all", "conv"])]
+    pub gate: Option<String>,
+    /// The last N training images are held out of gate training and measure the analysis (no test image is used)
+    #[arg(long, default_value_t = 5000)]
+    pub held_out: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output gates and masks (.safetensors); the summary (.json), tables (.csv) and heatmaps (.png, .svg) go beside it
@@ -66,6 +72,11 @@ impl ExtractArgs {
                 None => d.cross_images_per_class,
             },
             seed: self.seed,
+            gate: match self.gate.as_deref() {
+                Some("conv") => subnet::extract::Gate::Conv,
+                Some(_) => subnet::extract::Gate::All,
+                None => d.gate,
+            },
             ..d
         };
         cfg.validate()?;
@@ -81,11 +92,14 @@ pub fn run(a: ExtractArgs) -> Result<i32> {
     let loaded = a.m.load()?;
     let dataset = a.m.dataset(&loaded, "the dataset")?;
     let Loaded { model, device, .. } = loaded;
-    let train = data::load(dataset, a.m.data_dir.as_deref(), Split::Train)?;
-    let test = data::load(dataset, a.m.data_dir.as_deref(), Split::Test)?;
+    let all = data::load(dataset, a.m.data_dir.as_deref(), Split::Train)?;
+    if a.held_out == 0 || a.held_out >= all.len() {
+        anyhow::bail!("--held-out {}: must be between 1 and {} (the training images)", a.held_out, all.len() - 1);
+    }
+    let (train, held_out) = (all.range(0, all.len() - a.held_out), all.range(all.len() - a.held_out, all.len()));
     eprintln!(
         "extracting {} subnetworks of {} on {dataset} (lambda {}, T {}, {} steps, {} images per class, seed {}) on {}",
-        test.num_classes(),
+        train.num_classes(),
         model.arch,
         cfg.lambda,
         cfg.temperature,
@@ -94,7 +108,7 @@ pub fn run(a: ExtractArgs) -> Result<i32> {
         cfg.seed,
         advdet::device::describe(device, &advdet::cpu::current())
     );
-    let ex = subnet::extract(&model, &train, &test, &cfg)?;
+    let ex = subnet::extract(&model, &train, &held_out, &cfg)?;
     let mut written = subnet::output::write_all(&ex, &a.out)?;
     written.extend(advdet::report::heatmap::subnet_maps(&ex.summary.analysis, &a.out)?);
     let s = &ex.summary;

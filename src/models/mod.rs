@@ -17,6 +17,13 @@ pub struct GateLayer {
     pub width: i64,
 }
 
+impl GateLayer {
+    /// Whether the layer's units are conv channels; the architectures name their hidden fully connected layers `fc*`.
+    pub fn is_conv(&self) -> bool {
+        !self.name.starts_with("fc")
+    }
+}
+
 /// The gateable units of a network, in the order of the columns of a gate tensor.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GateLayout {

@@ -15,24 +15,28 @@ pub struct Analysis {
     pub kept_per_layer: Vec<Vec<f64>>,
     /// Per class: fraction of all gateable units kept.
     pub kept_fraction: Vec<f64>,
-    /// `[subnet c][class d]`: accuracy of subnetwork c on test images of class d (a subset; see `analyse`).
+    /// `[subnet c][class d]`: accuracy of subnetwork c on held-out images of class d (a subset; see `analyse`).
     pub cross_accuracy: Vec<Vec<f64>>,
-    /// Per class: accuracy of the class's subnetwork and of the full model on the class's test images.
+    /// Per class: accuracy of the class's subnetwork and of the full model on the class's held-out images.
     pub own_class_accuracy: Vec<f64>,
     pub full_model_accuracy: Vec<f64>,
-    /// Per class: mean KL(full || subnet) of the softmax outputs on the class's test images (fidelity, lower is closer).
+    /// Per class: mean KL(full || subnet) of the softmax outputs on the class's held-out images (fidelity, lower is
+    /// closer).
     pub own_class_kl: Vec<f64>,
-    /// Per class: fraction of the class's test images on which the subnetwork predicts what the full model predicts.
+    /// Per class: fraction of the class's held-out images on which the subnetwork predicts what the full model
+    /// predicts.
     pub own_class_agreement: Vec<f64>,
-    pub test_images_per_class: Vec<usize>,
+    /// The held-out images per class the figures were measured on.
+    pub images_per_class: Vec<usize>,
     /// `[c][d]`: Jaccard index of the masks of classes c and d.
     pub jaccard: Vec<Vec<f64>>,
     /// `[c][d]`: cosine similarity of the gate vectors of classes c and d.
     pub cosine: Vec<Vec<f64>>,
 }
 
-/// Runs every figure: own-class accuracy and KL on all of `test` (each image through its own class's subnetwork, one
-/// batched forward), the cross-class matrix on the first `cross_per_class` test images of each class (all when `None`).
+/// Runs every figure on `test`, images the extraction did not learn from (the suites and `advdet extract` pass held-out
+/// training images): own-class accuracy and KL on all of them (each image through its own class's subnetwork, one
+/// batched forward), the cross-class matrix on the first `cross_per_class` images of each class (all when `None`).
 pub fn analyse(model: &Model, subnets: &Subnets, test: &Dataset, cross_per_class: Option<usize>) -> Result<Analysis> {
     let own = own_class(model, subnets, test)?;
     let cross = match cross_per_class {
@@ -48,7 +52,7 @@ pub fn analyse(model: &Model, subnets: &Subnets, test: &Dataset, cross_per_class
         full_model_accuracy: own.full_accuracy,
         own_class_kl: own.kl,
         own_class_agreement: own.agreement,
-        test_images_per_class: test.class_counts(),
+        images_per_class: test.class_counts(),
         jaccard: jaccard(&subnets.masks)?,
         cosine: cosine(&subnets.gates)?,
     })

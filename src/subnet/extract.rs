@@ -47,9 +47,38 @@ pub struct ExtractConfig {
     /// (Hinton et al. 2015), so the gated model must reproduce the full model's whole output distribution, not only its
     /// top class.
     pub temperature: f64,
-    /// Test images per class for the cross-class accuracy matrix; `None` uses the whole test split (own-class figures
-    /// always use the whole test split).
+    /// Held-out training images per class for the cross-class accuracy matrix; `None` uses all of them (own-class
+    /// figures always use every held-out image).
     pub cross_images_per_class: Option<usize>,
+    /// Which units get gates: `all` (conv channels and hidden fully connected units) or `conv` (conv channels only,
+    /// the CSS/CDRP recipe; the fully connected units then stay in every subnetwork).
+    pub gate: Gate,
+}
+
+/// The units a subnetwork may drop (`[subnet] gate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gate {
+    /// Conv channels and hidden fully connected units.
+    #[default]
+    All,
+    /// Conv channels only.
+    Conv,
+}
+
+impl Gate {
+    /// `[1, units]` f32: 1 on the columns this scope gates, 0 on those it leaves at 1 (on `device`).
+    pub fn columns(self, layout: &crate::models::GateLayout, device: tch::Device) -> Tensor {
+        let v: Vec<f32> = layout
+            .layers
+            .iter()
+            .flat_map(|l| {
+                let on = self == Gate::All || l.is_conv();
+                std::iter::repeat_n(if on { 1f32 } else { 0f32 }, l.width as usize)
+            })
+            .collect();
+        Tensor::from_slice(&v).view([1, -1]).to_device(device)
+    }
 }
 
 impl Default for ExtractConfig {
@@ -67,6 +96,7 @@ impl Default for ExtractConfig {
             batch_per_class: Some(24),
             temperature: 4.0,
             cross_images_per_class: Some(100),
+            gate: Gate::All,
         }
     }
 }
@@ -118,15 +148,16 @@ pub struct ClassSummary {
     pub class: usize,
     pub kept_fraction: f64,
     pub layer_kept_fraction: Vec<f64>,
-    /// Accuracy of the class's subnetwork on the class's test images.
+    /// Accuracy of the class's subnetwork on the class's held-out training images.
     pub own_class_accuracy: f64,
     /// Accuracy of the full model on the same images.
     pub full_model_accuracy: f64,
-    /// Mean KL(full || subnet) on the class's test images, and how often both predict the same class there.
+    /// Mean KL(full || subnet) on the class's held-out images, and how often both predict the same class there.
     pub own_class_kl: f64,
     pub own_class_agreement: f64,
     pub train_images: usize,
-    pub test_images: usize,
+    /// Held-out training images of the class the figures above were measured on.
+    pub analysis_images: usize,
 }
 
 /// What an extraction measured (written as the JSON summary).
@@ -158,18 +189,21 @@ pub struct Extraction {
     pub summary: Summary,
 }
 
-/// Learns the gates of all classes at once from `train` (clean training images, the first images_per_class of each class) and
-/// binarises them; the analysis uses `test`.
-pub fn extract(model: &Model, train: &Dataset, test: &Dataset, cfg: &ExtractConfig) -> Result<Extraction> {
+/// Learns the gates of all classes at once from `train` (clean training images, the first images_per_class of each
+/// class) and binarises them; the analysis uses `held_out`, training images that gate training does not use. No test
+/// image, clean or attacked, is ever seen by extraction or its analysis.
+pub fn extract(model: &Model, train: &Dataset, held_out: &Dataset, cfg: &ExtractConfig) -> Result<Extraction> {
     cfg.validate()?;
     let start = Instant::now();
     let (gates, kl) = train_gates(model, train, cfg)?;
     let masks = mask::binarize(&gates, model.gate_layout(), cfg.binarize())?;
+    // units outside the gate scope stay in every subnetwork, whatever the binarisation rule
+    let masks = masks.maximum(&(1.0 - cfg.gate.columns(model.gate_layout(), masks.device())));
     let subnets = Subnets { layout: model.gate_layout().clone(), gates, masks };
     subnets.validate()?;
     let extract_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let analysis = analysis::analyse(model, &subnets, test, cfg.cross_images_per_class)?;
+    let analysis = analysis::analyse(model, &subnets, held_out, cfg.cross_images_per_class)?;
     let analysis_seconds = start.elapsed().as_secs_f64();
     let train_counts = train.per_class(cfg.images_per_class).class_counts();
     let classes: Vec<ClassSummary> = (0..analysis.kept_fraction.len())
@@ -182,7 +216,7 @@ pub fn extract(model: &Model, train: &Dataset, test: &Dataset, cfg: &ExtractConf
             own_class_kl: analysis.own_class_kl[c],
             own_class_agreement: analysis.own_class_agreement[c],
             train_images: train_counts.get(c).copied().unwrap_or(0),
-            test_images: analysis.test_images_per_class[c],
+            analysis_images: analysis.images_per_class[c],
         })
         .collect();
     let n = classes.len().max(1) as f64;
@@ -223,7 +257,8 @@ pub fn extract(model: &Model, train: &Dataset, test: &Dataset, cfg: &ExtractConf
 /// gated model's (equal to KL(full || gated) up to the full model's entropy, so the same gradients) plus
 /// `lambda * sum_u gate[c, u]`; the loss minimised is the sum over classes, so each class's row follows exactly the
 /// gradient of its own loss, as if extracted alone. Only the gate tensor gets gradients: the model's parameters are
-/// neither updated nor given `.grad`.
+/// neither updated nor given `.grad`. With `gate = "conv"` the gradient of every fully connected unit's gate is zeroed,
+/// so those gates stay exactly 1.
 pub fn train_gates(model: &Model, train: &Dataset, cfg: &ExtractConfig) -> Result<(Tensor, f64)> {
     let device = model.device();
     let classes = train.num_classes();
@@ -252,6 +287,7 @@ pub fn train_gates(model: &Model, train: &Dataset, cfg: &ExtractConfig) -> Resul
     let units = model.gate_layout().units();
     let mut gates = Tensor::ones([classes, units], (Kind::Float, device)).set_requires_grad(true);
     let mut velocity = Tensor::zeros([classes, units], (Kind::Float, device));
+    let scope = cfg.gate.columns(model.gate_layout(), device);
     let pb = progress::bar(cfg.steps as u64, "extract");
     let mut kl = f64::NAN;
     for step in 0..cfg.steps {
@@ -280,7 +316,7 @@ pub fn train_gates(model: &Model, train: &Dataset, cfg: &ExtractConfig) -> Resul
             let logits = model.net.forward(&xs, Some(&gates.index_select(0, &ys)), false) / t;
             let ce = -(&tp * logits.log_softmax(-1, Kind::Float)).sum_dim_intlist(1, false, Kind::Float) * (t * t);
             let loss = (&ce * &weight).sum(Kind::Float) + gates.sum(Kind::Float) * cfg.lambda;
-            let grad = Tensor::f_run_backward(&[&loss], &[&gates], false, false)?.remove(0);
+            let grad = Tensor::f_run_backward(&[&loss], &[&gates], false, false)?.remove(0) * &scope;
             Ok((ce.detach(), grad))
         })?;
         {

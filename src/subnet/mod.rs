@@ -5,7 +5,7 @@ pub mod extract;
 pub mod mask;
 pub mod output;
 
-pub use extract::{extract, ExtractConfig, Extraction, Summary};
+pub use extract::{extract, ExtractConfig, Extraction, Gate, Summary};
 pub use mask::Binarize;
 
 use crate::error::{Error, Result};

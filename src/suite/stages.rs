@@ -269,8 +269,9 @@ pub fn subnet_stage(ctx: &mut Ctx, data: &mut DataStage, model: &ModelStage) -> 
         ctx.say("extracting the class subnetworks");
         stage.create()?;
         let train = data.train_full.as_ref().ok_or_else(|| Error::Missing("the training split was released".into()))?;
+        // gates learn from the training images before the fit split; the analysis runs on the fit split (held out)
         let own = train.range(0, train.len() - ctx.suite.data.fit_size);
-        let ex = subnet::extract(&model.model, &own, &data.test_full, &ctx.suite.subnet)?;
+        let ex = subnet::extract(&model.model, &own, &data.fit, &ctx.suite.subnet)?;
         let weights = stage.file("subnets.safetensors");
         subnet::output::write_all(&ex, &weights)?;
         crate::report::heatmap::subnet_maps(&ex.summary.analysis, &weights)?;
