@@ -47,19 +47,67 @@ impl MahalanobisConfig {
 pub struct Mahalanobis {
     cfg: MahalanobisConfig,
     fit_size: usize,
-    /// Class means `[C, D]` and the pseudo-inverse of the tied covariance `[D, D]`, f64 on the model's device.
-    fitted: Option<(Tensor, Tensor)>,
+    fitted: Option<Gaussians>,
 }
 
 impl Mahalanobis {
     pub fn new(cfg: MahalanobisConfig, fit_size: usize) -> Self {
         Mahalanobis { cfg, fit_size, fitted: None }
     }
+}
 
-    /// Squared Mahalanobis distance of each feature row to each class mean, `[B, C]`.
-    fn distances(means: &Tensor, precision: &Tensor, feats: &Tensor) -> Tensor {
-        let diff = feats.unsqueeze(1) - means.unsqueeze(0);
-        (diff.matmul(precision) * &diff).sum_dim_intlist(-1, false, Kind::Double)
+/// The fitted class-conditional Gaussians: class means `[C, D]`, the pseudo-inverse of the tied covariance `[D, D]`
+/// (f64, on the features' device) and the shrinkage that was applied to that covariance.
+#[derive(Debug)]
+pub struct Gaussians {
+    pub means: Tensor,
+    pub precision: Tensor,
+    pub shrinkage: f64,
+}
+
+impl Gaussians {
+    /// Lee et al.'s estimator on feature rows `feats` `[N, D]` with labels `labels` `[N]` in `0..classes`: per-class
+    /// means, one covariance of the class-centred rows (divided by N, as scikit-learn's `EmpiricalCovariance`), shrunk
+    /// as `cfg` says (its `magnitude` is not used here), then pseudo-inverted with scipy's `pinvh` cutoff.
+    pub fn fit(feats: &Tensor, labels: &Tensor, classes: i64, cfg: &MahalanobisConfig) -> Result<Gaussians> {
+        let _guard = tch::no_grad_guard();
+        let (n, d) = match feats.size()[..] {
+            [n, d] if n > 0 && d > 0 => (n, d),
+            ref s => return Err(Error::Model(format!("detector mahalanobis: features of shape {s:?}, need [N, D]"))),
+        };
+        if labels.size() != [n] {
+            return Err(Error::Model(format!("detector mahalanobis: {:?} labels for {n} feature rows", labels.size())));
+        }
+        let feats = feats.to_kind(Kind::Double);
+        let labels = labels.to_device(feats.device()).to_kind(Kind::Int64);
+        let onehot = labels.f_one_hot(classes)?.to_kind(Kind::Double);
+        let counts = onehot.sum_dim_intlist(0, false, Kind::Double);
+        if let Some(c) = Vec::<f64>::try_from(counts.to_device(tch::Device::Cpu))?.iter().position(|&k| k < 1.0) {
+            return Err(Error::Missing(format!(
+                "detector mahalanobis: no fit image of class {c}; use a larger fit set"
+            )));
+        }
+        let means = onehot.transpose(0, 1).matmul(&feats) / counts.unsqueeze(1);
+        let centred = &feats - means.index_select(0, &labels);
+        let cov = centred.transpose(0, 1).matmul(&centred) / n as f64;
+        let mu = cov.trace().double_value(&[]) / d as f64;
+        let s = if cfg.ledoit_wolf { ledoit_wolf(&centred, &cov, mu) } else { cfg.shrinkage };
+        let cov = &cov * (1.0 - s) + Tensor::eye(d, (Kind::Double, cov.device())) * (s * mu);
+        // the cutoff scipy's pinvh uses (dimension x machine epsilon, relative): dead ReLU units give zero variance
+        let rcond = d as f64 * f64::EPSILON;
+        let precision = cov.f_linalg_pinv(rcond, true)?;
+        Ok(Gaussians { means, precision, shrinkage: s })
+    }
+
+    /// Squared Mahalanobis distance of each feature row `[B, D]` to each class mean, `[B, C]` (f64).
+    pub fn distances(&self, feats: &Tensor) -> Tensor {
+        let diff = feats.to_kind(Kind::Double).unsqueeze(1) - self.means.unsqueeze(0);
+        (diff.matmul(&self.precision) * &diff).sum_dim_intlist(-1, false, Kind::Double)
+    }
+
+    /// The squared distance of each row to its closest class mean, `[B]`: the detector's score.
+    pub fn min_distance(&self, feats: &Tensor) -> Tensor {
+        self.distances(feats).min_dim(-1, false).0
     }
 }
 
@@ -94,26 +142,7 @@ impl Detector for Mahalanobis {
 
     fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
         let (feats, _, labels) = fit_features(self.name(), model, clean, self.fit_size)?;
-        let _guard = tch::no_grad_guard();
-        let classes = clean.num_classes();
-        let onehot = labels.one_hot(classes).to_kind(Kind::Double);
-        let counts = Vec::<f64>::try_from(onehot.sum_dim_intlist(0, false, Kind::Double).to_device(tch::Device::Cpu))?;
-        if let Some(c) = counts.iter().position(|&n| n < 1.0) {
-            return Err(Error::Missing(format!(
-                "detector mahalanobis: no fit image of class {c}; use a larger fit set"
-            )));
-        }
-        let means = onehot.transpose(0, 1).matmul(&feats) / onehot.sum_dim_intlist(0, false, Kind::Double).unsqueeze(1);
-        let centred = &feats - means.index_select(0, &labels);
-        let cov = centred.transpose(0, 1).matmul(&centred) / feats.size()[0] as f64;
-        let d = feats.size()[1];
-        let mu = cov.trace().double_value(&[]) / d as f64;
-        let s = if self.cfg.ledoit_wolf { ledoit_wolf(&centred, &cov, mu) } else { self.cfg.shrinkage };
-        let cov = &cov * (1.0 - s) + Tensor::eye(d, (Kind::Double, cov.device())) * (s * mu);
-        // the cutoff scipy's pinvh uses (dimension x machine epsilon, relative): dead ReLU units give zero variance
-        let rcond = d as f64 * f64::EPSILON;
-        let precision = cov.f_linalg_pinv(rcond, true)?;
-        self.fitted = Some((means, precision));
+        self.fitted = Some(Gaussians::fit(&feats, &labels, clean.num_classes(), &self.cfg)?);
         Ok(())
     }
 
@@ -121,20 +150,15 @@ impl Detector for Mahalanobis {
         self.cfg.magnitude != 0.0
     }
     fn score(&self, v: &View) -> Result<Tensor> {
-        let (means, precision) = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
+        let g = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
         if self.cfg.magnitude == 0.0 {
             let _guard = tch::no_grad_guard();
-            let d = Self::distances(means, precision, &v.route.features.to_kind(Kind::Double));
-            return Ok(d.min_dim(-1, false).0);
+            return Ok(g.min_distance(&v.route.features));
         }
         // Lee et al.: step against the gradient of the distance to the closest class mean
-        let g = v.route.input_grad(v.model, v.xs, |features, _| {
-            let d = Self::distances(means, precision, &features.to_kind(Kind::Double));
-            d.min_dim(-1, false).0.sum(Kind::Double)
-        })?;
-        let x = (v.xs.detach() - g.sign() * self.cfg.magnitude).detach();
+        let grad = v.route.input_grad(v.model, v.xs, |features, _| g.min_distance(features).sum(Kind::Double))?;
+        let x = (v.xs.detach() - grad.sign() * self.cfg.magnitude).detach();
         let _guard = tch::no_grad_guard();
-        let d = Self::distances(means, precision, &v.route.forward(v.model, &x).0.to_kind(Kind::Double));
-        Ok(d.min_dim(-1, false).0)
+        Ok(g.min_distance(&v.route.forward(v.model, &x).0))
     }
 }
