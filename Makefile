@@ -5,7 +5,7 @@ BIN := target/release/advdet
 # Where a GPU host's own PyTorch 2.11.0 keeps libtorch (rpath of the portable cuda-mode binary).
 GPU_TORCH_LIB ?= /opt/torch/.venv/lib/python3.12/site-packages/torch/lib
 
-.PHONY: build data run smoke baseline test bench bench-cuda compare build-cuda build-cuda-portable clean-cache
+.PHONY: build data run paper smoke baseline test bench bench-cuda compare build-cuda build-cuda-portable clean-cache
 
 build:
 	$(CARGO) build --release --locked
@@ -16,6 +16,12 @@ data: build
 
 run: data
 	$(BIN) run attacks/mnist.toml
+
+# The paper runs: the whole test splits, three seeds, four lambdas, every control (hours on CPU: see the README).
+# SHARD=I/N runs one shard of each (then `advdet merge reports/<suite>/shard-*-of-N --out reports`).
+paper: data
+	$(BIN) run attacks/paper-mnist.toml $(if $(SHARD),--shard $(SHARD))
+	$(BIN) run attacks/paper-fashion-mnist.toml $(if $(SHARD),--shard $(SHARD))
 
 # The check fails only on what it flags (beyond the tolerance and the baseline's interval); the cmp line says whether
 # this machine reproduced the baseline's bytes, as the reproducible CPU mode promises on any x86-64 with AVX2.

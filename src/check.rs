@@ -8,7 +8,7 @@
 //! own interval, while the intervals still overlapped. A baseline without interval columns falls back to the tolerance
 //! alone, with a warning.
 use crate::error::{Error, Result};
-use crate::report::tables::KEY_COLUMNS;
+use crate::report::tables::{KEY_COLUMNS, OPTIONAL_KEY};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -108,7 +108,19 @@ struct Table {
     intervals: Vec<String>,
 }
 
-fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
+/// The key columns both files can be matched on: `KEY_COLUMNS`, less `OPTIONAL_KEY` unless both headers have it.
+fn key_columns(a: &Path, b: &Path) -> Vec<&'static str> {
+    let has = |p: &Path| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.lines().next().map(|h| h.split(',').any(|c| c.trim_matches('"') == OPTIONAL_KEY)))
+            .unwrap_or(false)
+    };
+    let both = has(a) && has(b);
+    KEY_COLUMNS.iter().copied().filter(|&k| k != OPTIONAL_KEY || both).collect()
+}
+
+fn read_table(path: &Path, metrics: &[String], key_columns: &[&str]) -> Result<Table> {
     if !path.is_file() {
         return Err(Error::Missing(format!("{} does not exist", path.display())));
     }
@@ -121,7 +133,7 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
         .finish()
         .map_err(perr)?;
     let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
-    let missing: Vec<&str> = KEY_COLUMNS
+    let missing: Vec<&str> = key_columns
         .iter()
         .copied()
         .chain(metrics.iter().map(String::as_str))
@@ -137,7 +149,7 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
         let col = df.column(name).map_err(perr)?.str().map_err(perr)?;
         Ok(col.iter().map(|v| v.map(str::to_string)).collect())
     };
-    let keys: Vec<Column> = KEY_COLUMNS.iter().map(|k| text(k)).collect::<Result<_>>()?;
+    let keys: Vec<Column> = key_columns.iter().map(|k| text(k)).collect::<Result<_>>()?;
     let values: Vec<Column> = metrics.iter().map(|m| text(m)).collect::<Result<_>>()?;
     let has = |c: &str| names.iter().any(|n| n == c);
     let mut intervals = Vec::new();
@@ -174,7 +186,7 @@ fn read_table(path: &Path, metrics: &[String]) -> Result<Table> {
     for i in 0..df.height() {
         let line = i + 2;
         let key: Vec<String> =
-            KEY_COLUMNS.iter().zip(&keys).map(|(k, col)| format!("{k}={}", col[i].as_deref().unwrap_or(""))).collect();
+            key_columns.iter().zip(&keys).map(|(k, col)| format!("{k}={}", col[i].as_deref().unwrap_or(""))).collect();
         let key = key.join(" ");
         let mut vals = BTreeMap::new();
         for ((m, col), b) in metrics.iter().zip(&values).zip(&bounds) {
@@ -261,8 +273,9 @@ pub fn check(results: &Path, baseline: &Path, cfg: &CheckConfig) -> Result<Check
     if let Some(m) = cfg.metrics.iter().find(|m| !crate::metrics::METRIC_NAMES.contains(&m.as_str())) {
         return Err(Error::config("metric", m, format!("expected one of {}", crate::metrics::METRIC_NAMES.join(", "))));
     }
-    let res = read_table(results, &cfg.metrics)?;
-    let base = read_table(baseline, &cfg.metrics)?;
+    let keys = key_columns(results, baseline);
+    let res = read_table(results, &cfg.metrics, &keys)?;
+    let base = read_table(baseline, &cfg.metrics, &keys)?;
     let mut warnings = compare_manifests(results, baseline)?;
     let common = res.rows.keys().filter(|k| base.rows.contains_key(*k)).count();
     if common == 0 {

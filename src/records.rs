@@ -88,16 +88,28 @@ pub struct RowRecord {
 }
 
 /// A route's paired difference from the full model (route minus full) for one detector and protocol: DeLong's
-/// two-sided p of the AUROC difference, and paired, stratified bootstrap intervals (95%, percentile).
+/// two-sided p of the AUROC difference, and paired, stratified bootstrap intervals (95%, percentile). A detector that
+/// does not run on the full model (KL, disagreement: they compare a second network with it) is compared with its
+/// `subnet` row instead (`against`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VersusFull {
+    /// The route subtracted: `full`, or `subnet` for a detector without a full-model row.
+    #[serde(default = "full_route")]
+    pub against: crate::routes::RouteKind,
     pub delta_auroc: f64,
     pub delta_auroc_lo: f64,
     pub delta_auroc_hi: f64,
     pub delta_auroc_p: f64,
+    /// DeLong's standard error of `delta_auroc` (what pools the seeds' tests); absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_auroc_se: Option<f64>,
     pub delta_tpr_at_fpr_5: f64,
     pub delta_tpr_at_fpr_5_lo: f64,
     pub delta_tpr_at_fpr_5_hi: f64,
+}
+
+fn full_route() -> crate::routes::RouteKind {
+    crate::routes::RouteKind::Full
 }
 
 impl RowRecord {
@@ -124,6 +136,26 @@ pub struct JobRecord {
     #[serde(with = "exact")]
     pub mean_l2: f64,
     pub rows: Vec<RowRecord>,
+    /// The model and extraction the job ran on (`[suite] seeds` x `[subnet] lambda`); absent in records written before
+    /// suites had variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<VariantRecord>,
+}
+
+/// One (seed, lambda) of a suite: its model and its extraction.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VariantRecord {
+    /// The model's training seed (`None` for a weights file).
+    pub seed: Option<u64>,
+    #[serde(with = "exact")]
+    pub lambda: f64,
+    /// The model's label (`lenet-s1-e6`), its clean test accuracy, and the mean over classes of the fraction of
+    /// gateable units the class subnetworks keep.
+    pub model: String,
+    #[serde(with = "exact")]
+    pub model_accuracy: f64,
+    #[serde(with = "exact")]
+    pub kept_fraction: f64,
 }
 
 impl JobRecord {
@@ -136,7 +168,8 @@ impl JobRecord {
         }
     }
 
-    /// A file-name-safe label, prefixed by the index so names stay unique and ordered.
+    /// A file-name-safe label, prefixed by the index so names stay unique and ordered (a suite with several
+    /// variants numbers its records variant by variant: `index = variant * jobs + job`).
     pub fn slug(&self) -> String {
         let s: String = self
             .label()

@@ -9,7 +9,7 @@ use advdet::eval::{fit_split, protocol_sets, score, score_batched};
 use advdet::routes::{Resources, RouteKind};
 
 /// No resources: the full model only.
-const NONE: Resources = Resources { subnets: None, temperature: None };
+const NONE: Resources = Resources { subnets: None, temperature: None, second: None };
 use advdet::models::{Arch, Model};
 use advdet::subnet::{extract, mask, Subnets};
 use common::{load_lenet_mnist, TestResult};
@@ -85,7 +85,8 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     let mut weak = Vec::new();
     let mut all: Vec<(String, RouteKind, Vec<f64>)> = Vec::new();
     let temperature = Some(advdet::routes::temperature::fit(&model, &subnets, &fit.images, 256)?);
-    let res = Resources { subnets: Some(&subnets), temperature };
+    let second = common::load_lenet_mnist_one_epoch(1);
+    let res = Resources { subnets: Some(&subnets), temperature, second: Some(&second) };
     for kind in DetectorKind::ALL {
         let name = kind.as_str();
         let mut det = build(kind, &cfg)?;
@@ -432,7 +433,9 @@ fn route_registry_names_builds_and_refuses_what_it_cannot_run() -> TestResult {
     let cfg = DetectorConfig::default();
     let on =
         |k: DetectorKind| -> Result<Vec<RouteKind>, advdet::Error> { Ok(build(k, &cfg)?.routes_of(&RouteKind::ALL)) };
-    assert_eq!(on(DetectorKind::Odin)?, RouteKind::ALL);
+    // ODIN perturbs its input through the route's network: not on the second model's route, whose pass cannot re-run it
+    assert_eq!(on(DetectorKind::Odin)?, RouteKind::ALL[..6]);
+    assert_eq!(on(DetectorKind::Msp)?, RouteKind::ALL);
     assert_eq!(on(DetectorKind::Lid)?, [RouteKind::Full]);
     assert_eq!(on(DetectorKind::Disagree)?, RouteKind::ALL[1..]);
     for k in DetectorKind::ALL {
@@ -447,15 +450,16 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
     let model = load_lenet_mnist();
     let (_, test) = fit_and_test(100)?;
     let ones = all_ones(&model);
-    let res = Resources { subnets: Some(&ones), temperature: Some(1.5) };
+    let second = common::load_lenet_mnist_one_epoch(1);
+    let res = Resources { subnets: Some(&ones), temperature: Some(1.5), second: Some(&second) };
     let cfg = DetectorConfig::default();
     let dets: Vec<_> =
         ["msp", "entropy", "margin", "kl", "disagree"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
     let s = advdet::eval::score_images(&model, res, &scorings(&dets, &RouteKind::ALL), &test.images, 40, "count")?;
-    // 3 batches (40, 40, 20), each through each of the 6 routes (full, subnet, the four controls) once: 18
-    // forwards, not one per batch, detector and route (3 x 28)
-    assert_eq!((s.forwards, s.backwards), (3 * 6, 0));
-    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [6, 6, 6, 5, 5]);
+    // 3 batches (40, 40, 20), each through each of the 7 routes (full, subnet, the five controls) once: 21
+    // forwards, not one per batch, detector and route (3 x 33); the second model's forward counts as the model's
+    assert_eq!((s.forwards, s.backwards), (3 * 7, 0));
+    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [7, 7, 7, 6, 6]);
     assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
     assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
     // the full route alone: one pass per batch

@@ -3,7 +3,8 @@
 //! (`cargo insta review`, or `INSTA_UPDATE=always cargo test --test snapshots` and a look at `git diff`).
 mod common;
 
-use advdet::records::{Curve, JobRecord, MetricValue, RowRecord, SubnetRecord, SuiteRecord, VersusFull};
+use advdet::records::{Curve, JobRecord, MetricValue, RowRecord, SubnetRecord, SuiteRecord, VariantRecord, VersusFull};
+use advdet::routes::RouteKind;
 use common::TestResult;
 
 fn metric(name: &str, point: f64) -> MetricValue {
@@ -31,10 +32,12 @@ fn row(detector: &str, mode: &str, protocol: &str, auroc: f64) -> RowRecord {
 /// The subnet row's paired difference from the full row: DeLong p `p`.
 fn versus(p: f64) -> Option<VersusFull> {
     Some(VersusFull {
+        against: RouteKind::Full,
         delta_auroc: 0.0625,
         delta_auroc_lo: 0.03125,
         delta_auroc_hi: 0.09375,
         delta_auroc_p: p,
+        delta_auroc_se: Some(0.015625),
         delta_tpr_at_fpr_5: 0.125,
         delta_tpr_at_fpr_5_lo: -0.0625,
         delta_tpr_at_fpr_5_hi: 0.25,
@@ -63,6 +66,13 @@ fn job(index: usize, attack: &str, params: &str, shift: f64) -> JobRecord {
         mean_linf: 0.1 + shift,
         mean_l2: 2.5,
         rows,
+        variant: Some(VariantRecord {
+            seed: Some(0),
+            lambda: 0.01,
+            model: "lenet-s0-e6".into(),
+            model_accuracy: 0.99,
+            kept_fraction: 0.35,
+        }),
     }
 }
 
@@ -121,6 +131,59 @@ fn rendered_tables_and_index_match_their_snapshots() -> TestResult {
         assert!(forest.contains(label), "{label} missing from forest.svg");
     }
     assert!(std::fs::read(dir.path().join("forest.png"))?.starts_with(b"\x89PNG"));
+    Ok(())
+}
+
+/// A suite of two seeds x two lambdas, with the second-model control of the two-network score kl: the seeds' pooled
+/// table, the two-network table and the extraction sweep.
+#[test]
+fn variants_pool_the_seeds_and_sweep_the_lambdas() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut suite, base) = records();
+    suite.protocols = vec!["successful".into()];
+    let mut jobs = Vec::new();
+    for (v, (seed, lambda, kept)) in
+        [(0, 0.01, 0.35), (1, 0.01, 0.25), (0, 0.05, 0.125), (1, 0.05, 0.0625)].into_iter().enumerate()
+    {
+        for (j, b) in base.iter().enumerate() {
+            let shift = 0.015625 * seed as f64 + if lambda == 0.05 { 0.03125 } else { 0.0 };
+            let mut rows: Vec<RowRecord> = b.rows.iter().filter(|r| r.protocol == "successful").cloned().collect();
+            for r in rows.iter_mut() {
+                if let Some(vf) = r.versus_full.as_mut() {
+                    vf.delta_auroc += shift;
+                }
+            }
+            // kl on the second model, against its subnet row
+            rows.push(RowRecord {
+                versus_full: versus(0.002).map(|vf| VersusFull {
+                    against: RouteKind::Subnet,
+                    delta_auroc: -0.0625,
+                    ..vf
+                }),
+                ..row("kl", "second-model", "successful", 0.5625)
+            });
+            jobs.push(JobRecord {
+                index: v * base.len() + j,
+                rows,
+                variant: Some(VariantRecord {
+                    seed: Some(seed),
+                    lambda,
+                    model: format!("lenet-s{seed}-e6"),
+                    model_accuracy: 0.99,
+                    kept_fraction: kept,
+                }),
+                ..b.clone()
+            });
+        }
+    }
+    suite.jobs = jobs.len();
+    advdet::report::render::render(dir.path(), &suite, &jobs, None, true)?;
+    insta::assert_snapshot!("table_md_variants", std::fs::read_to_string(dir.path().join("table.md"))?);
+    for name in ["000-fgsm_eps_0.1", "001-pgd-linf_eps_0.3_steps_40"] {
+        let svg = std::fs::read_to_string(dir.path().join("sweep").join(format!("{name}.svg")))?;
+        assert!(svg.contains("msp"), "{name}: no msp series");
+        assert!(std::fs::read(dir.path().join("sweep").join(format!("{name}.png")))?.starts_with(b"\x89PNG"));
+    }
     Ok(())
 }
 

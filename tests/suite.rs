@@ -77,6 +77,48 @@ fn schema_errors_name_file_key_and_line() {
 }
 
 #[test]
+fn seeds_lambda_lists_gate_and_second_model_are_checked_at_parse_time() -> TestResult {
+    let seeds = |list: &str| BASE.replace("seed = 3\n", &format!("seed = 3\nseeds = {list}\n"));
+    expect(&parse_err(&seeds("[]")), &["attacks/x.toml", "line 4", "suite.seeds", "at least one"]);
+    expect(&parse_err(&seeds("[0, 1, 0]")), &["line 4", "suite.seeds", "seed 0 is listed twice"]);
+    expect(&parse_err(&seeds("[-1]")), &["line 4", "seeds"]);
+    let with_model_seed = seeds("[0, 1]").replace("[subnet]", "[model]\nseed = 2\n\n[subnet]");
+    expect(&parse_err(&with_model_seed), &["line 12", "model.seed", "suite.seeds"]);
+    let with_weights = seeds("[0, 1]").replace("[subnet]", "[model]\nweights = \"w.safetensors\"\n\n[subnet]");
+    expect(&parse_err(&with_weights), &["line 12", "model.weights", "suite.seeds"]);
+    let lambda = |list: &str| BASE.replace("steps = 20\n", &format!("steps = 20\nlambda = {list}\n"));
+    expect(&parse_err(&lambda("[0.01, 0.0]")), &["attacks/x.toml", "line 12", "subnet.lambda", "positive"]);
+    expect(&parse_err(&lambda("[0.01, -0.05]")), &["line 12", "subnet.lambda", "positive"]);
+    expect(&parse_err(&lambda("[]")), &["line 12", "subnet.lambda", "empty"]);
+    expect(&parse_err(&lambda("[0.01, 0.01]")), &["line 12", "subnet.lambda", "twice"]);
+    expect(&parse_err(&lambda("[0.01, \"x\"]")), &["line 12", "subnet.lambda", "not a number"]);
+    let gate = BASE.replace("steps = 20\n", "steps = 20\ngate = \"fc\"\n");
+    expect(&parse_err(&gate), &["attacks/x.toml", "line 12", "subnet.gate", "fc"]);
+    let second = "modes = [\"full\", \"subnet\", \"second-model\"]";
+    let no_second = BASE
+        .replace("[subnet]", "[model]\nweights = \"w.safetensors\"\n\n[subnet]")
+        .replace("modes = [\"full\", \"subnet\"]", second);
+    expect(&parse_err(&no_second), &["attacks/x.toml", "line 25", "detectors.modes", "second_weights"]);
+    let stray = BASE.replace("[subnet]", "[model]\nsecond_weights = \"w2.safetensors\"\n\n[subnet]");
+    expect(&parse_err(&stray), &["line 11", "model.second_weights", "model.weights"]);
+    // accepted: the variants in order, seeds first, and the next seed's model as the trained model's second network
+    let ok = lambda("[0.01, 0.05]")
+        .replace("seed = 3\n", "seed = 3\nseeds = [4, 7]\n")
+        .replace("modes = [\"full\", \"subnet\"]", second);
+    let s = schema::parse(Path::new("x.toml"), &ok, String::new())?;
+    let v: Vec<(Option<u64>, f64)> = s.variants().iter().map(|v| (v.seed, v.lambda)).collect();
+    assert_eq!(v, [(Some(4), 0.01), (Some(4), 0.05), (Some(7), 0.01), (Some(7), 0.05)]);
+    let third = s.for_variant(s.variants()[2]);
+    match (&third.model, third.model.second()) {
+        (schema::ModelSpec::Train(c), Some(schema::ModelSpec::Train(d))) => {
+            assert_eq!((c.seed, d.seed, third.subnet.seed, third.subnet.lambda), (7, 8, 7, 0.01))
+        }
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
 fn eps_lists_expand_to_one_job_each() -> TestResult {
     let s = schema::parse(Path::new("x.toml"), BASE, String::new())?;
     let params: Vec<&str> = s.jobs.iter().map(|j| j.params.as_str()).collect();
@@ -272,6 +314,62 @@ fn merged_shards_equal_an_unsharded_run() -> TestResult {
         .sum::<Result<f64, _>>()?;
     assert!((m.scoring.iter().map(|t| t.seconds).sum::<f64>() - shard_seconds).abs() < 1e-9);
     assert!(merged.join("tiny").join("stages.svg").is_file());
+    Ok(())
+}
+
+/// Two seeds x two lambdas with the second-model control, on one-epoch models: one model per seed (and the next seed's
+/// as its second network), one extraction per (seed, lambda), each attack once per seed; shards by seed merge into the
+/// whole run's bytes.
+#[test]
+fn seeds_and_lambdas_give_every_variants_rows_and_shard_by_seed() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let text = BASE
+        .replace("name = \"tiny\"\nseed = 3\n", "name = \"tiny\"\nseed = 3\nseeds = [0, 1]\n")
+        .replace("[subnet]\n", "[model]\nepochs = 1\n\n[subnet]\nlambda = [0.01, 0.05]\n")
+        .replace("eps = [0.1, 0.3]", "eps = 0.3")
+        .replace("names = [\"msp\"]", "names = [\"msp\", \"disagree\"]")
+        .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"subnet\", \"second-model\"]");
+    let suite = tmp.path().join("tiny.toml");
+    std::fs::write(&suite, text)?;
+    let (whole, shards, merged) = (tmp.path().join("whole"), tmp.path().join("shards"), tmp.path().join("merged"));
+    run_suite(&suite, &whole, &[])?;
+    let csv = String::from_utf8(results(&whole)?)?;
+    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column {name}"));
+    let (model, seed, lambda, det, mode, against) =
+        (col("model")?, col("seed")?, col("lambda")?, col("detector")?, col("mode")?, col("delta_against")?);
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    // per variant: msp on full, subnet and the second model; disagree on subnet and the second model
+    assert_eq!(rows.len(), 4 * 5, "{csv}");
+    let variants: std::collections::BTreeSet<(&str, &str, &str)> =
+        rows.iter().map(|r| (r[model], r[seed], r[lambda])).collect();
+    let want = [
+        ("lenet-s0-e1", "0", "0.01"),
+        ("lenet-s0-e1", "0", "0.05"),
+        ("lenet-s1-e1", "1", "0.01"),
+        ("lenet-s1-e1", "1", "0.05"),
+    ];
+    assert_eq!(variants.into_iter().collect::<Vec<_>>(), want);
+    // disagree has no full-model row: its second-model row is compared with its subnet row
+    for r in rows.iter().filter(|r| r[mode] == "second-model") {
+        assert_eq!(r[against], if r[det] == "msp" { "full" } else { "subnet" }, "{r:?}");
+    }
+    let m = manifest(&whole)?;
+    let stage = |name: &str| m.stages.iter().find(|s| s.stage == name).map(|s| (s.computed, s.cached));
+    assert_eq!(stage("attacks"), Some((2, 2)), "one attack per seed, the second lambda's from the cache");
+    assert_eq!(stage("subnets").map(|s| s.0), Some(4));
+    let table = std::fs::read_to_string(whole.join("tiny").join("table.md"))?;
+    assert!(table.contains("2 seeds") && table.contains("## Extraction sweep") && table.contains("delta second-model"));
+    // shard 0 of 2 owns seed 0, shard 1 seed 1; merged, they are the whole run
+    run_suite(&suite, &shards, &["--shard", "0/2"])?;
+    run_suite(&suite, &shards, &["--shard", "1/2"])?;
+    let dirs: Vec<String> =
+        (0..2).map(|i| shards.join("tiny").join(format!("shard-{i}-of-2")).display().to_string()).collect();
+    let shard0 = String::from_utf8(std::fs::read(Path::new(&dirs[0]).join("results.csv"))?)?;
+    assert!(shard0.lines().skip(1).all(|l| l.split(',').nth(seed) == Some("0")), "{shard0}");
+    let (code, _, stderr) = run_advdet(&["merge", &dirs[0], &dirs[1], "--out", merged.to_str().ok_or("path")?]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(results(&merged)?, results(&whole)?);
     Ok(())
 }
 

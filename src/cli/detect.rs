@@ -24,6 +24,9 @@ pub struct DetectArgs {
     /// Class subnetworks (.safetensors with gates and masks), needed for the subnet mode
     #[arg(long)]
     pub subnets: Option<PathBuf>,
+    /// An independently trained model of the same architecture (.safetensors), needed for the second-model mode
+    #[arg(long)]
+    pub second_model: Option<PathBuf>,
     /// The file `advdet attack` writes: tensors adversarial, labels and (unless --clean is given) clean
     #[arg(long)]
     pub adv: PathBuf,
@@ -33,7 +36,8 @@ pub struct DetectArgs {
     /// Comma-separated detector names (default: all of msp, entropy, margin, odin, kl, disagree, mahalanobis, lid, kdbu)
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<DetectorKind>>,
-    /// Comma-separated routes (the `mode` column): full, subnet, and the controls random-mask, union-mask, wrong-class
+    /// Comma-separated routes (the `mode` column): full, subnet, and the controls random-mask, union-mask, wrong-class,
+    /// temperature, second-model
     #[arg(long, value_delimiter = ',', default_value = "full,subnet")]
     pub modes: Vec<RouteKind>,
     /// Bootstrap resamples for the 95% intervals (0: none)
@@ -67,9 +71,10 @@ impl Plan {
         self.detectors.iter().any(|(_, r)| r.contains(&route))
     }
 
-    /// Whether any route asked for reads the class subnetworks (every route but the full model does).
+    /// Whether any route asked for reads the class subnetworks (every route but the full model and the second model
+    /// does).
     fn needs_subnets(&self) -> bool {
-        self.detectors.iter().any(|(_, r)| r.iter().any(|k| !k.is_full()))
+        self.detectors.iter().any(|(_, r)| r.iter().any(|k| !k.is_full() && !k.other_network()))
     }
 }
 
@@ -222,7 +227,23 @@ pub fn run(a: DetectArgs) -> Result<i32> {
             temperature = Some(t);
         }
     }
-    let res = Resources { subnets: subnets.as_ref(), temperature };
+    let second = match (&a.second_model, plan.uses(RouteKind::SecondModel)) {
+        (Some(p), true) => {
+            let (mut m, _) = advdet::models::checkpoint::load(p, Some(model.arch), device)?;
+            m.freeze();
+            Some(m)
+        }
+        (None, true) => {
+            return Err(Error::Missing(
+                "the second-model mode needs --second-model FILE: an independently trained model of the same \
+                 architecture"
+                    .into(),
+            )
+            .into())
+        }
+        _ => None,
+    };
+    let res = Resources { subnets: subnets.as_ref(), temperature, second: second.as_ref() };
     let scorings: Vec<Scoring> =
         plan.detectors.iter().map(|(d, r)| Scoring { detector: d.as_ref(), routes: r.clone() }).collect();
     let s_clean = eval::score_images(model, res, &scorings, &clean, a.batch_size, "clean")?;

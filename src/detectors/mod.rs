@@ -95,9 +95,10 @@ pub trait Detector {
     fn runs_on(&self, _route: RouteKind) -> bool {
         true
     }
-    /// The routes of `asked` it scores on, in order.
+    /// The routes of `asked` it scores on, in order; never a route through another network when it takes the input
+    /// gradient (that route's pass cannot re-run its network on perturbed inputs).
     fn routes_of(&self, asked: &[RouteKind]) -> Vec<RouteKind> {
-        asked.iter().copied().filter(|&r| self.runs_on(r)).collect()
+        asked.iter().copied().filter(|&r| self.runs_on(r) && !(r.other_network() && self.wants_input_grad())).collect()
     }
     /// Whether `fit` does anything (so callers load training images only when needed).
     fn needs_fit(&self) -> bool {

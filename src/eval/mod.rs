@@ -30,8 +30,9 @@ pub type ScoreTable = Vec<Vec<Vec<f64>>>;
 pub struct Scores {
     pub scores: ScoreTable,
     pub pred: Vec<i64>,
-    /// Batched forward and backward calls of the model made while scoring the set: one forward per (batch, route),
-    /// plus what detectors that perturb their input (ODIN, Mahalanobis with a magnitude) add on top.
+    /// Batched forward and backward calls of the model (and of the second model) made while scoring the set: one
+    /// forward per (batch, route), plus what detectors that perturb their input (ODIN, Mahalanobis with a magnitude)
+    /// add on top.
     pub forwards: usize,
     pub backwards: usize,
     /// Seconds each scoring spent on each of its routes, `[scoring][route]`, not counting the routes' passes.
@@ -90,7 +91,13 @@ pub fn score_images(
     // the routes whose pass keeps its graph: a detector on them takes the input gradient from that forward
     let graph: BTreeSet<RouteKind> =
         scorings.iter().filter(|s| s.detector.wants_input_grad()).flat_map(|s| s.routes.iter().copied()).collect();
-    let calls_before = model.calls();
+    // the model's calls, and the second model's (the `second-model` route) with them
+    let all_calls = || {
+        let (a, b) = res.second.map_or((0, 0), |m| m.calls());
+        let (c, d) = model.calls();
+        (a + c, b + d)
+    };
+    let calls_before = all_calls();
     for start in (0..n).step_by(b as usize) {
         let len = b.min(n - start);
         let xs = images.narrow(0, start, len).to_device(model.device()).to_kind(Kind::Float);
@@ -109,7 +116,7 @@ pub fn score_images(
         bar.inc(len as u64);
     }
     bar.finish_and_clear();
-    let calls = model.calls();
+    let calls = all_calls();
     Ok(Scores {
         scores: out,
         pred,

@@ -83,7 +83,11 @@ pub fn metric_rows(
         let pairs: Vec<_> = (0..routes[d].len())
             .map(|r| protocol_sets(&clean[d][r], &adv[d][r], labels, pred_clean, pred_adv))
             .collect();
-        let full = routes[d].iter().position(|&r| r == RouteKind::Full);
+        // the reference of the paired differences: the full model, or the subnet for a detector without a full row
+        let full = routes[d]
+            .iter()
+            .position(|&r| r == RouteKind::Full)
+            .or_else(|| routes[d].iter().position(|&r| r == RouteKind::Subnet));
         for (r, route) in routes[d].iter().enumerate() {
             for &protocol in &spec.protocols {
                 let set: &ScoredSet = ScoredSet::pick(&pairs[r], protocol);
@@ -105,7 +109,7 @@ pub fn metric_rows(
                     false => None,
                 };
                 let versus_full = match full.filter(|&f| f != r && n_pos > 0 && n_neg > 0) {
-                    Some(f) => Some(versus(ScoredSet::pick(&pairs[f], protocol), set, spec)?),
+                    Some(f) => Some(versus(routes[d][f], ScoredSet::pick(&pairs[f], protocol), set, spec)?),
                     None => None,
                 };
                 rows.push(RowRecord {
@@ -124,18 +128,20 @@ pub fn metric_rows(
     Ok(rows)
 }
 
-/// `route` against `full`: one detector's scores of the same images on two routes (protocol_sets picks the images by
+/// `route` against `full` (the route `against`): one detector's scores of the same images on two routes (protocol_sets picks the images by
 /// the full model's predictions, so both sets hold the same images in the same order).
-fn versus(full: &ScoredSet, route: &ScoredSet, spec: &MetricSpec) -> Result<VersusFull> {
+fn versus(against: RouteKind, full: &ScoredSet, route: &ScoredSet, spec: &MetricSpec) -> Result<VersusFull> {
     if full.labels != route.labels {
         return Err(crate::error::Error::Model("a route's image set differs from the full model's".into()));
     }
     let p = metrics::paired(&route.labels, &full.scores, &route.scores, spec.bootstrap, spec.seed)?;
     Ok(VersusFull {
+        against,
         delta_auroc: p.delong.delta,
         delta_auroc_lo: p.delta_auroc_lo,
         delta_auroc_hi: p.delta_auroc_hi,
         delta_auroc_p: p.delong.p,
+        delta_auroc_se: Some(p.delong.variance.max(0.0).sqrt()),
         delta_tpr_at_fpr_5: p.delta_tpr_at_fpr_5,
         delta_tpr_at_fpr_5_lo: p.delta_tpr_at_fpr_5_lo,
         delta_tpr_at_fpr_5_hi: p.delta_tpr_at_fpr_5_hi,

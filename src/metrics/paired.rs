@@ -107,16 +107,21 @@ pub fn delong(labels: &[bool], a: &[f64], b: &[f64]) -> crate::Result<DeLong> {
     let s = |x10: &[f64], y10: &[f64], x01: &[f64], y01: &[f64]| cov(x10, y10) / m + cov(x01, y01) / n;
     let variance = s(&v10a, &v10a, &v01a, &v01a) + s(&v10b, &v10b, &v01b, &v01b) - 2.0 * s(&v10a, &v10b, &v01a, &v01b);
     let delta = auc_b - auc_a;
-    // the variance is a difference of sums: at or below rounding it is zero
-    let (z, p) = if variance > 1e-15 * (1.0 + delta * delta) {
-        let z = delta / variance.sqrt();
+    let (z, p) = normal_test(delta, variance.max(0.0).sqrt());
+    Ok(DeLong { auroc_a: auc_a, auroc_b: auc_b, delta, variance: variance.max(0.0), z, p })
+}
+
+/// The z statistic `delta / se` and its two-sided normal p. A variance at or below rounding (it is a difference of
+/// sums) counts as zero: then p is 1 for a zero difference and 0 otherwise.
+pub fn normal_test(delta: f64, se: f64) -> (f64, f64) {
+    if se * se > 1e-15 * (1.0 + delta * delta) {
+        let z = delta / se;
         (z, libm::erfc(z.abs() / std::f64::consts::SQRT_2))
     } else if delta == 0.0 {
         (0.0, 1.0)
     } else {
         (delta.signum() * f64::INFINITY, 0.0)
-    };
-    Ok(DeLong { auroc_a: auc_a, auroc_b: auc_b, delta, variance: variance.max(0.0), z, p })
+    }
 }
 
 /// One score vector ready for resampling: its sort, and for each sorted position the image it came from (its index

@@ -3,6 +3,7 @@
 use crate::records::{SubnetRecord, SuiteRecord};
 use crate::report::helps::HelpTable;
 use crate::report::manifest::PROTOCOL_NOTE;
+use crate::report::sweep::SweepTable;
 use crate::report::tables::PaperTable;
 
 pub fn escape(s: &str) -> String {
@@ -21,6 +22,10 @@ pub struct Links {
     pub stage_chart: Option<String>,
     /// `(svg, png)` of the forest plot of the subnetwork's differences from the full model, when there are any.
     pub forest: Option<(String, String)>,
+    /// `(attack label, svg, png)` per plot of the extraction sweep.
+    pub sweep: Vec<(String, String, String)>,
+    /// What the tables show of a suite with several variants.
+    pub note: Option<String>,
 }
 
 fn table_html(t: &PaperTable) -> String {
@@ -66,7 +71,13 @@ fn sparsity_html(rec: &SubnetRecord) -> String {
 }
 
 /// The whole page.
-pub fn index_html(suite: &SuiteRecord, helps: &[HelpTable], tables: &[PaperTable], links: &Links) -> String {
+pub fn index_html(
+    suite: &SuiteRecord,
+    helps: &[HelpTable],
+    sweeps: &[SweepTable],
+    tables: &[PaperTable],
+    links: &Links,
+) -> String {
     let mut s = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>advdet: {name}</title>\n<style>\n\
          body {{ font-family: sans-serif; margin: 2em; max-width: 80em; }}\n\
@@ -74,8 +85,8 @@ pub fn index_html(suite: &SuiteRecord, helps: &[HelpTable], tables: &[PaperTable
          td, th {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}\n\
          td.best {{ font-weight: bold; background: #eef6ee; }}\n img {{ max-width: 48em; }}\n</style>\n</head>\n<body>\n\
          <h1>Suite {name}</h1>\n<p>Dataset {ds} ({test} test images attacked, {fit} held-out training images for fitted \
-         detectors); model {model} (clean accuracy {acc:.4} on the full test split); seed {seed}; {jobs} attack \
-         configurations.</p>\n<p>{note}</p>\n",
+         detectors); model {model} (clean accuracy {acc:.4} on the full test split); seed {seed}; {jobs} jobs \
+         (attack configurations x variants).</p>\n<p>{note}</p>\n",
         name = escape(&suite.suite),
         ds = escape(&suite.dataset),
         test = suite.test_images,
@@ -86,6 +97,9 @@ pub fn index_html(suite: &SuiteRecord, helps: &[HelpTable], tables: &[PaperTable
         jobs = suite.jobs,
         note = escape(PROTOCOL_NOTE),
     );
+    if let Some(n) = &links.note {
+        s += &format!("<p>{}</p>\n", escape(n));
+    }
     if !helps.is_empty() {
         s += "<h2>Does the subnetwork help?</h2>\n";
         for h in helps {
@@ -94,6 +108,19 @@ pub fn index_html(suite: &SuiteRecord, helps: &[HelpTable], tables: &[PaperTable
         if let Some((svg, png)) = &links.forest {
             s += &format!(
                 "<p><a href=\"{svg}\"><img src=\"{png}\" alt=\"forest plot of the subnetwork's differences\"></a></p>\n"
+            );
+        }
+    }
+    if !sweeps.is_empty() {
+        s += "<h2>Extraction sweep</h2>\n";
+        for sw in sweeps {
+            s += &sw.html();
+        }
+        for (label, svg, png) in &links.sweep {
+            s += &format!(
+                "<h3>{}</h3>\n<p><a href=\"{svg}\"><img src=\"{png}\" alt=\"sweep {}\"></a></p>\n",
+                escape(label),
+                escape(label)
             );
         }
     }

@@ -6,6 +6,7 @@ pub mod html;
 pub mod manifest;
 pub mod plot;
 pub mod render;
+pub mod sweep;
 pub mod tables;
 
 use std::sync::Once;

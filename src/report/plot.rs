@@ -1,5 +1,6 @@
 //! ROC curves as SVG or PNG (plotters): one line per detector and mode, with the chance diagonal, for the
-//! full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673); and a run's stage times as bars.
+//! full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673); the paired differences as a forest
+//! plot and against the subnetworks' size; and a run's stage times as bars.
 use crate::error::Error;
 use crate::io::write_atomic;
 use crate::metrics::Roc;
@@ -25,6 +26,27 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
 ];
+
+/// Writes a plot to `path` atomically, SVG or PNG by its extension: `$draw(area, args...)` draws on either backend;
+/// `$what` names the plot in errors.
+macro_rules! plot_file {
+    ($path:expr, $size:expr, $what:expr, $draw:ident($($arg:expr),*)) => {{
+        let path: &Path = $path;
+        super::register_fonts();
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let drawn = |tmp: &Path| -> crate::Result<()> {
+            let result = match ext.as_deref() {
+                Some("svg") => $draw(SVGBackend::new(tmp, $size).into_drawing_area(), $($arg),*),
+                _ => $draw(BitMapBackend::new(tmp, $size).into_drawing_area(), $($arg),*),
+            };
+            result.map_err(|e| Error::format(path, format!("cannot draw the {}: {e}", $what)))
+        };
+        match ext.as_deref() {
+            Some("svg" | "png") => write_atomic(path, drawn),
+            _ => Err(Error::config("plot file", path.display(), "the extension must be .svg or .png")),
+        }
+    }};
+}
 
 /// Draws the seconds of each stage as horizontal bars, pipeline order from the top, into the SVG file `path`.
 pub fn stage_chart(path: &Path, title: &str, stages: &[StageTime]) -> crate::Result<()> {
@@ -109,32 +131,22 @@ pub struct ForestRow {
 
 /// A forest plot of paired differences (SVG or PNG by the extension): one row per difference, top to bottom, a dot at
 /// the estimate and a bar over its interval, the zero line dashed; green where marked better, red where worse.
-pub fn forest_plot(path: &Path, title: &str, rows: &[ForestRow]) -> crate::Result<()> {
+/// `x_desc` says what the intervals are.
+pub fn forest_plot(path: &Path, title: &str, x_desc: &str, rows: &[ForestRow]) -> crate::Result<()> {
     if let Some(r) = rows.iter().find(|r| !(r.delta.is_finite() && r.lo.is_finite() && r.hi.is_finite())) {
         return Err(Error::config(format!("forest row `{}`", r.label), r.delta, "needs finite values"));
     }
     if rows.is_empty() {
         return Err(Error::config("forest plot", 0, "no rows to plot"));
     }
-    super::register_fonts();
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let size = (900, 120 + 18 * rows.len() as u32);
-    let drawn = |tmp: &Path| -> crate::Result<()> {
-        let result = match ext.as_deref() {
-            Some("svg") => draw_forest(SVGBackend::new(tmp, size).into_drawing_area(), title, rows),
-            _ => draw_forest(BitMapBackend::new(tmp, size).into_drawing_area(), title, rows),
-        };
-        result.map_err(|e| Error::format(path, format!("cannot draw the forest plot: {e}")))
-    };
-    match ext.as_deref() {
-        Some("svg" | "png") => write_atomic(path, drawn),
-        _ => Err(Error::config("plot file", path.display(), "the extension must be .svg or .png")),
-    }
+    plot_file!(path, size, "forest plot", draw_forest(title, x_desc, rows))
 }
 
 fn draw_forest<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
+    x_desc: &str,
     rows: &[ForestRow],
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
@@ -157,7 +169,7 @@ fn draw_forest<DB: DrawingBackend>(
     };
     chart
         .configure_mesh()
-        .x_desc("delta AUROC (route - full), 95% paired bootstrap interval")
+        .x_desc(x_desc)
         .y_labels(n)
         .y_label_formatter(&name_of)
         .disable_y_mesh()
@@ -186,6 +198,80 @@ fn draw_forest<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
+/// One series of a sweep plot: its name and, per extraction, (mean kept fraction, delta, interval low, high).
+pub type SweepSeries = (String, Vec<(f64, f64, f64, f64)>);
+
+/// Paired differences against the class subnetworks' size (SVG or PNG by the extension): per series (a detector), a
+/// line through the deltas at each extraction's mean kept fraction, with the intervals as vertical bars, the zero line
+/// dashed.
+pub fn sweep_plot(path: &Path, title: &str, y_desc: &str, series: &[SweepSeries]) -> crate::Result<()> {
+    if series.iter().all(|(_, p)| p.is_empty()) {
+        return Err(Error::config("sweep plot", 0, "no point to plot"));
+    }
+    for (name, points) in series {
+        if let Some(p) = points.iter().find(|p| ![p.0, p.1, p.2, p.3].iter().all(|v| v.is_finite())) {
+            return Err(Error::config(format!("sweep series `{name}`"), format!("{p:?}"), "needs finite values"));
+        }
+    }
+    plot_file!(path, SIZE, "sweep plot", draw_sweep(title, y_desc, series))
+}
+
+fn draw_sweep<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    y_desc: &str,
+    series: &[SweepSeries],
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    let (x0, x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let pad = ((x1 - x0) * 0.08).max(0.01);
+    let reach = all().flat_map(|p| [p.2.abs(), p.3.abs()]).fold(0.01, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((x0 - pad).max(0.0)..(x1 + pad).min(1.0), -reach..reach)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("mean fraction of units the class subnetworks keep")
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .draw()
+        .map_err(err)?;
+    let zero = ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1);
+    chart.draw_series(DashedLineSeries::new([(x0 - pad, 0.0), (x1 + pad, 0.0)], 5, 4, zero)).map_err(err)?;
+    for (k, (name, points)) in series.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let mut sorted = points.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(sorted.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(sorted.iter().map(|p| PathElement::new([(p.0, p.2), (p.0, p.3)], color.stroke_width(1))))
+            .map_err(err)?;
+        chart.draw_series(sorted.iter().map(|p| Circle::new((p.0, p.1), 3, color.filled()))).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
 /// Draws `curves` (legend name, ROC) into `path`, SVG or PNG by the extension, written atomically.
 pub fn roc_plot(path: &Path, title: &str, curves: &[(String, Roc)]) -> crate::Result<()> {
     if curves.is_empty() {
@@ -206,19 +292,7 @@ pub fn roc_plot(path: &Path, title: &str, curves: &[(String, Roc)]) -> crate::Re
         }
         lines.push((name.as_str(), thin(roc)));
     }
-    super::register_fonts();
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    let drawn = |tmp: &Path| -> crate::Result<()> {
-        let result = match ext.as_deref() {
-            Some("svg") => draw(SVGBackend::new(tmp, SIZE).into_drawing_area(), title, &lines),
-            _ => draw(BitMapBackend::new(tmp, SIZE).into_drawing_area(), title, &lines),
-        };
-        result.map_err(|e| Error::format(path, format!("cannot draw the ROC plot: {e}")))
-    };
-    match ext.as_deref() {
-        Some("svg" | "png") => write_atomic(path, drawn),
-        _ => Err(Error::config("plot file", path.display(), "the extension must be .svg or .png")),
-    }
+    plot_file!(path, SIZE, "ROC plot", draw(title, &lines))
 }
 
 fn draw<DB: DrawingBackend>(
@@ -317,10 +391,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("forest.svg");
         let bad = super::ForestRow { label: "a | b".into(), delta: f64::NAN, lo: -0.1, hi: 0.1, sign: 0 };
-        let e = super::forest_plot(&path, "t", &[bad]).err().map(|e| e.to_string());
+        let e = super::forest_plot(&path, "t", "x", &[bad]).err().map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("a | b") && e.contains("finite")));
-        assert!(super::forest_plot(&path, "t", &[]).is_err());
+        assert!(super::forest_plot(&path, "t", "x", &[]).is_err());
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_sweep_plot_draws_every_series_and_refuses_nan_and_empty_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sweep.svg");
+        let ok = vec![
+            ("msp".to_string(), vec![(0.2, 0.05, 0.01, 0.09), (0.05, 0.1, 0.06, 0.14)]),
+            ("margin".to_string(), vec![(0.2, -0.02, -0.05, 0.01)]),
+        ];
+        super::sweep_plot(&path, "t", "delta", &ok).expect("draws");
+        let svg = std::fs::read_to_string(&path).expect("written");
+        assert!(svg.contains("msp") && svg.contains("margin"), "a legend entry is missing");
+        let bad = vec![("kl".to_string(), vec![(0.2, f64::NAN, 0.0, 0.1)])];
+        let e = super::sweep_plot(&dir.path().join("bad.svg"), "t", "d", &bad).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("kl") && e.contains("finite")));
+        assert!(super::sweep_plot(&dir.path().join("none.png"), "t", "d", &[]).is_err());
+        assert!(!dir.path().join("bad.svg").exists() && !dir.path().join("none.png").exists());
     }
 
     #[test]

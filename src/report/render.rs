@@ -4,10 +4,12 @@ use crate::error::{Error, Result};
 use crate::io::write_bytes;
 use crate::metrics::Roc;
 use crate::records::{self, JobRecord, SuiteRecord};
-use crate::report::helps::HelpTable;
+use crate::report::helps::{distinct, filter_eq, HelpTable};
 use crate::report::html::{index_html, Links};
 use crate::report::manifest::{MANIFEST_FILE, STAGE_CHART_FILE};
-use crate::report::tables::{results_frame, sparsity_markdown, write_results, PaperTable};
+use crate::report::sweep::SweepTable;
+use crate::report::tables::{results_frame, sparsity_markdown, str_col, write_results, PaperTable};
+use crate::routes::RouteKind;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -40,24 +42,56 @@ pub fn render(
 
     let df = results_frame(suite, jobs)?;
     write_results(dir, &df)?;
+    // several variants (seeds x lambdas): the AUROC tables and ROC curves show the first; "Does the subnetwork help?"
+    // pools the seeds at the first lambda; the sweep compares the lambdas
+    let (models, lambdas) = (distinct(&str_col(&df, "model")?), distinct(&str_col(&df, "lambda")?));
+    let (first_model, first_lambda) =
+        (models.first().cloned().unwrap_or_default(), lambdas.first().cloned().unwrap_or_default());
+    let at_lambda = filter_eq(&df, "lambda", &first_lambda)?;
+    let primary = filter_eq(&at_lambda, "model", &first_model)?;
     let tables: Vec<PaperTable> =
-        suite.protocols.iter().map(|p| PaperTable::from_frame(&df, p, suite.bootstrap)).collect::<Result<_>>()?;
-    let helps: Vec<HelpTable> =
-        suite.protocols.iter().filter_map(|p| HelpTable::from_frame(&df, p).transpose()).collect::<Result<_>>()?;
+        suite.protocols.iter().map(|p| PaperTable::from_frame(&primary, p, suite.bootstrap)).collect::<Result<_>>()?;
+    // per protocol, the full-model reference table, then the two-network scores' table (subnet as the reference)
+    let mut helps: Vec<HelpTable> = Vec::new();
+    for reference in [RouteKind::Full, RouteKind::Subnet] {
+        for p in &suite.protocols {
+            helps.extend(HelpTable::from_frame(&at_lambda, p, reference)?);
+        }
+    }
+    let sweeps: Vec<SweepTable> =
+        suite.protocols.iter().filter_map(|p| SweepTable::from_frame(&df, p).transpose()).collect::<Result<_>>()?;
+    let variants_note = (models.len() > 1 || lambdas.len() > 1).then(|| {
+        format!(
+            "This suite ran {} models (seeds) x {} extractions (lambda {}). \"Does the subnetwork help?\" pools the \
+             seeds at lambda {first_lambda}; the AUROC tables and the ROC curves are those of model {first_model} at \
+             lambda {first_lambda}; results.csv holds every variant (columns model, seed, lambda, kept_fraction).",
+            models.len(),
+            lambdas.len(),
+            lambdas.join(", ")
+        )
+    });
     let mut md = format!("# {}: {} on {}\n\n", suite.suite, suite.model, suite.dataset);
+    if let Some(n) = &variants_note {
+        md += &format!("{n}\n\n");
+    }
     if !helps.is_empty() {
         md += "## Does the subnetwork help?\n\n";
         md += &helps.iter().map(HelpTable::markdown).collect::<Vec<_>>().join("\n");
         md += "\n";
     }
     let mut forests = Vec::new();
-    if let Some(h) = helps.first() {
+    if let Some(h) = helps.iter().find(|h| !h.two_network()) {
         let rows = h.forest_rows();
         if !rows.is_empty() {
             let title =
                 format!("Subnetwork vs full model, protocol {} ({}, {})", h.protocol, suite.model, suite.dataset);
+            let x_desc = if h.pooled() {
+                format!("delta AUROC (subnet - full), mean of {} seeds, pooled 95% interval", h.seeds)
+            } else {
+                "delta AUROC (subnet - full), 95% paired bootstrap interval".to_string()
+            };
             for ext in ["svg", "png"] {
-                crate::report::plot::forest_plot(&dir.join(format!("forest.{ext}")), &title, &rows)?;
+                crate::report::plot::forest_plot(&dir.join(format!("forest.{ext}")), &title, &x_desc, &rows)?;
             }
             forests.push(("forest.svg".to_string(), "forest.png".to_string()));
         }
@@ -65,6 +99,37 @@ pub fn render(
     if forests.is_empty() {
         prune(dir, "forest.", &BTreeSet::new())?;
     }
+    let mut sweep_files = BTreeSet::new();
+    let mut sweep_links = Vec::new();
+    if let Some(sw) = sweeps.first() {
+        md += "## Extraction sweep\n\n";
+        md += &sweeps.iter().map(SweepTable::markdown).collect::<Vec<_>>().join("\n");
+        md += "\n";
+        for (k, attack) in sw.attacks().iter().enumerate() {
+            let series = sw.series(attack);
+            if series.iter().all(|(_, p)| p.is_empty()) {
+                continue;
+            }
+            let title = format!("{attack}: subnet - full vs subnetwork size, protocol {}", sw.protocol);
+            let slug: String = attack
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+                .collect();
+            let name = format!("{k:03}-{slug}");
+            for ext in ["svg", "png"] {
+                let file = format!("{name}.{ext}");
+                crate::report::plot::sweep_plot(
+                    &dir.join("sweep").join(&file),
+                    &title,
+                    "delta AUROC (subnet - full)",
+                    &series,
+                )?;
+                sweep_files.insert(file);
+            }
+            sweep_links.push((attack.clone(), format!("sweep/{name}.svg"), format!("sweep/{name}.png")));
+        }
+    }
+    prune(&dir.join("sweep"), "", &sweep_files)?;
     let tables_md: Vec<String> =
         tables.iter().map(|t| format!("## Protocol: {}\n\n{}", t.protocol, t.markdown())).collect();
     write_bytes(&dir.join("table.md"), (md + &tables_md.join("\n")).as_bytes())?;
@@ -77,10 +142,13 @@ pub fn render(
         files: Vec::new(),
         stage_chart: stage_chart.then(|| STAGE_CHART_FILE.to_string()),
         forest: forests.pop(),
+        sweep: sweep_links,
+        note: variants_note,
     };
     let protocol = suite.protocols.first().map(String::as_str).unwrap_or("successful");
     let mut roc_files = BTreeSet::new();
-    for job in jobs {
+    let first_variant = jobs.first().map(|j| j.variant.clone());
+    for job in jobs.iter().filter(|j| Some(&j.variant) == first_variant.as_ref()) {
         let curves: Vec<(String, Roc)> = job
             .rows
             .iter()
@@ -135,6 +203,6 @@ pub fn render(
     ] {
         links.files.push((title.into(), path.into()));
     }
-    write_bytes(&dir.join("index.html"), index_html(suite, &helps, &tables, &links).as_bytes())?;
+    write_bytes(&dir.join("index.html"), index_html(suite, &helps, &sweeps, &tables, &links).as_bytes())?;
     Ok(tables)
 }

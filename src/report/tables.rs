@@ -8,8 +8,12 @@ use crate::records::{JobRecord, SubnetRecord, SuiteRecord, VersusFull};
 use polars::prelude::*;
 use std::path::Path;
 
-/// The columns that identify a row (the key `advdet check` matches results and baseline on).
-pub const KEY_COLUMNS: [&str; 7] = ["dataset", "model", "attack", "params", "detector", "mode", "protocol"];
+/// The columns that identify a row (the key `advdet check` matches results and baseline on): `model` names the seed's
+/// model (`lenet-s1-e6`), `lambda` the extraction (`OPTIONAL_KEY`: results written before suites had lambda lists lack
+/// it, and the check then matches without it).
+pub const KEY_COLUMNS: [&str; 8] = ["dataset", "model", "lambda", "attack", "params", "detector", "mode", "protocol"];
+/// The key column that older results files may lack.
+pub const OPTIONAL_KEY: &str = "lambda";
 
 fn polars_err(path: &Path, e: PolarsError) -> Error {
     Error::format(path, format!("polars: {e}"))
@@ -24,7 +28,24 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
     };
     let mut cols = vec![
         Column::new("dataset".into(), text(&|_, _| suite.dataset.clone())),
-        Column::new("model".into(), text(&|_, _| suite.model.clone())),
+        Column::new(
+            "model".into(),
+            text(&|j, _| j.variant.as_ref().map_or_else(|| suite.model.clone(), |v| v.model.clone())),
+        ),
+        // the variant: the model's training seed, the extraction's lambda (text, as written: a key column) and the
+        // mean fraction of units its class subnetworks keep
+        Column::new(
+            "seed".into(),
+            rows.iter().map(|(j, _)| j.variant.as_ref().and_then(|v| v.seed)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "lambda".into(),
+            text(&|j, _| j.variant.as_ref().map_or(String::new(), |v| format!("{}", v.lambda))),
+        ),
+        Column::new(
+            "kept_fraction".into(),
+            rows.iter().map(|(j, _)| j.variant.as_ref().map(|v| v.kept_fraction)).collect::<Vec<_>>(),
+        ),
         Column::new("attack".into(), text(&|j, _| j.attack.clone())),
         Column::new("params".into(), text(&|j, _| j.params.clone())),
         Column::new("detector".into(), text(&|_, r| r.detector.clone())),
@@ -59,10 +80,18 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
     let p: Vec<f64> = rows.iter().map(|(_, r)| r.versus_full.map_or(f64::NAN, |v| v.delta_auroc_p)).collect();
     let holm: Vec<Option<f64>> =
         crate::metrics::holm(&p).into_iter().map(|v| Some(v).filter(|v| !v.is_nan())).collect();
+    cols.push(Column::new(
+        "delta_against".into(),
+        rows.iter().map(|(_, r)| r.versus_full.map_or(String::new(), |v| v.against.to_string())).collect::<Vec<_>>(),
+    ));
     cols.push(Column::new("delta_auroc".into(), vf(|v| v.delta_auroc)));
     cols.push(Column::new("delta_auroc_lo".into(), vf(|v| v.delta_auroc_lo)));
     cols.push(Column::new("delta_auroc_hi".into(), vf(|v| v.delta_auroc_hi)));
     cols.push(Column::new("delta_auroc_p".into(), vf(|v| v.delta_auroc_p)));
+    cols.push(Column::new(
+        "delta_auroc_se".into(),
+        rows.iter().map(|(_, r)| r.versus_full.and_then(|v| v.delta_auroc_se)).collect::<Vec<_>>(),
+    ));
     cols.push(Column::new("delta_auroc_p_holm".into(), holm));
     cols.push(Column::new("delta_tpr_at_fpr_5".into(), vf(|v| v.delta_tpr_at_fpr_5)));
     cols.push(Column::new("delta_tpr_at_fpr_5_lo".into(), vf(|v| v.delta_tpr_at_fpr_5_lo)));
@@ -231,17 +260,28 @@ impl PaperTable {
         } else {
             "(no bootstrap)".into()
         };
+        let has = |d: &str| self.columns.iter().any(|(c, _)| c == d);
+        let mut baselines = String::new();
+        if has("mahalanobis") {
+            baselines += " mahalanobis: Lee et al.'s class-conditional Gaussians on the penultimate layer only, without \
+                          their input preprocessing and their layer ensemble (both tuned on adversarial examples).";
+        }
+        if has("kdbu") {
+            baselines += " kdbu: Feinman et al.'s kernel density and Bayesian uncertainty, unsupervised (their \
+                          logistic regression on adversarial examples left out).";
+        }
         let prot = match self.protocol.as_str() {
             "successful" => "positives are the successful adversarial versions of the correctly classified clean test images",
             _ => "positives are the adversarial versions (successful or not) of the correctly classified clean test images",
         };
         format!(
             "AUROC {ci}, higher is better; bold: the highest point estimate of the row (a description, not a test). \
-             An arrow after a route's cell: higher (up) or lower (down) than the same detector on the full model, by \
-             DeLong's paired test with Holm's adjustment over the whole table at {VERDICT_LEVEL}; no arrow, no such \
-             evidence (delta_auroc and its paired interval are in results.csv). Negatives are the correctly classified clean test images; \
+             An arrow after a route's cell: higher (up) or lower (down) than the same detector on the full model (for \
+             KL and disagreement, which have no full-model cell: than on the subnet), by DeLong's paired test with \
+             Holm's adjustment over the whole table at {VERDICT_LEVEL}; no arrow, no such evidence (delta_auroc, \
+             delta_against and the paired interval are in results.csv). Negatives are the correctly classified clean test images; \
              {prot}. ASR: attack success rate. The detectors are oblivious to the attacks: none was fitted on \
-             adversarial examples."
+             adversarial examples.{baselines}"
         )
     }
 

@@ -1,9 +1,10 @@
 //! Routes: how an image reaches logits and features. The full model is one route; the subnetwork of the class the full
 //! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another; the controls (`random-mask`, `union-mask`,
-//! `wrong-class`, `temperature`) ask where any difference between the two comes from. Detectors read a route's output
+//! `wrong-class`, `temperature`, `second-model`) ask where any difference between the two comes from. Detectors read a route's output
 //! and never ask which route it was; adding a route is one file here and one entry in `RouteKind` and `build`.
 pub mod full;
 pub mod random_mask;
+pub mod second_model;
 pub mod subnet;
 pub mod temperature;
 pub mod union_mask;
@@ -33,16 +34,20 @@ pub enum RouteKind {
     WrongClass,
     /// Control: the full model at the one softmax temperature that gives the subnetworks' mean confidence.
     Temperature,
+    /// Control: an independently trained model of the same architecture in place of the subnetwork.
+    #[serde(rename = "second-model")]
+    SecondModel,
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 6] = [
+    pub const ALL: [RouteKind; 7] = [
         RouteKind::Full,
         RouteKind::Subnet,
         RouteKind::RandomMask,
         RouteKind::UnionMask,
         RouteKind::WrongClass,
         RouteKind::Temperature,
+        RouteKind::SecondModel,
     ];
     /// The routes a suite runs when `[detectors] modes` is not given: the comparison itself, without the controls.
     pub const DEFAULT: [RouteKind; 2] = [RouteKind::Full, RouteKind::Subnet];
@@ -55,7 +60,14 @@ impl RouteKind {
             RouteKind::UnionMask => "union-mask",
             RouteKind::WrongClass => "wrong-class",
             RouteKind::Temperature => "temperature",
+            RouteKind::SecondModel => "second-model",
         }
+    }
+
+    /// Whether the route runs another network than the model (a pass there cannot be re-run on perturbed inputs, so
+    /// detectors that take the input gradient skip it).
+    pub fn other_network(self) -> bool {
+        self == RouteKind::SecondModel
     }
 
     /// Whether the route is the full model itself (detectors fitted on the full model's features run only there;
@@ -88,6 +100,8 @@ pub struct Resources<'a> {
     pub subnets: Option<&'a Subnets>,
     /// The fitted temperature of the `temperature` control (`temperature::fit`).
     pub temperature: Option<f64>,
+    /// The `second-model` control's network.
+    pub second: Option<&'a Model>,
 }
 
 /// One forward pass of a batch along a route (eval mode): logits, penultimate features and, for gated routes, the
@@ -182,5 +196,6 @@ pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<B
         RouteKind::UnionMask => Box::new(union_mask::UnionMask::new(model, res.subnets)?),
         RouteKind::WrongClass => Box::new(wrong_class::WrongClass::new(model, res.subnets)?),
         RouteKind::Temperature => Box::new(temperature::Temperature::new(res.temperature)?),
+        RouteKind::SecondModel => Box::new(second_model::SecondModel::new(model, res.second)?),
     })
 }

@@ -5,16 +5,17 @@ use crate::cpu::CpuMode;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::eval::Scoring;
-use crate::models::Model;
-use crate::records::{JobRecord, SuiteRecord};
+use crate::records::{JobRecord, SuiteRecord, VariantRecord};
 use crate::report::manifest::{git_commit, JobTime, Manifest, StageTime};
 use crate::report::tables::PaperTable;
 use crate::routes::{Resources, RouteKind};
 use crate::suite::cache::Cache;
-use crate::suite::schema::Suite;
+use crate::suite::schema::{Job, ModelSpec, Suite, Variant};
 use crate::suite::scoring::{clean_scores, detector_slots, heldout_thresholds, job_record, DetectorSlot, JobInputs};
 use crate::suite::shard::Shard;
-use crate::suite::stages::{attack_stage, data_stage, model_stage, subnet_stage, Ctx, SubnetStage};
+use crate::suite::stages::{
+    attack_stage, data_stage, model_stage, subnet_stage, Ctx, DataStage, ModelStage, SubnetStage,
+};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -88,8 +89,10 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     if opts.fresh {
         cache.clear()?;
     }
+    let variants = suite.variants();
+    let suites: Vec<Suite> = variants.iter().map(|&v| suite.for_variant(v)).collect();
     let mut ctx = Ctx {
-        suite,
+        suite: &suites[0],
         cache,
         device,
         numerics: numerics.clone(),
@@ -100,73 +103,85 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         scoring_calls: (0, 0),
         temperature: None,
     };
-    let jobs: Vec<_> = suite.jobs.iter().filter(|j| opts.shard.owns(j.index)).collect();
+    // a shard owns (seed, job) pairs, every lambda of a pair: one model per seed it touches, and each attack that does
+    // not read the subnetworks computed once for all lambdas
+    let n_seeds = suite.seed_count();
+    let owns = |v: &Variant, job: &Job| opts.shard.owns(job.index * n_seeds + v.seed_index);
+    let n_units: usize = variants.iter().map(|v| suite.jobs.iter().filter(|j| owns(v, j)).count()).sum();
+    let total = suite.jobs.len() * variants.len();
     ctx.say(&format!(
-        "{} of {} jobs (shard {}), {} detectors, on {}",
-        jobs.len(),
-        suite.jobs.len(),
+        "{n_units} of {total} jobs (shard {}; {} jobs x {} variants: seeds {}, lambda {}), {} detectors, on {}",
         opts.shard,
+        suite.jobs.len(),
+        variants.len(),
+        if suite.seeds.is_empty() { "as [model]".to_string() } else { format!("{:?}", suite.seeds) },
+        suite.lambdas.iter().map(|l| format!("{l}")).collect::<Vec<_>>().join(", "),
         suite.detectors.len(),
         crate::device::describe(device, &numerics)
     ));
 
     let mut data = data_stage(&mut ctx)?;
-    let model = model_stage(&mut ctx, &data)?;
-    let sub = subnet_stage(&mut ctx, &mut data, &model)?;
-    if suite.modes.contains(&RouteKind::Temperature) {
-        let t = crate::routes::temperature::fit(&model.model, &sub.subnets, &data.fit.images, suite.batch_size as i64)?;
-        ctx.say(&format!("temperature control: T = {t:.6} gives the subnetworks' mean max-softmax on the fit images"));
-        ctx.temperature = Some(t);
-    }
     let labels = data.test.label_vec();
-    let mut slots = detector_slots(&ctx, &data, &model, &sub)?;
-    let clean = clean_scores(&mut ctx, &mut slots, &data, &model, &sub)?;
-    let heldout = heldout_thresholds(&mut ctx, &mut slots, &data, &model, &sub)?;
-    // the image sets scored in this run, for the bound
-    let mut scored: Vec<Tensor> = Vec::new();
-    if opts.bound && ctx.tally("scores").0 > 0 {
-        scored.push(data.test.images.shallow_clone());
-    }
-
-    let bar = crate::progress::bar(jobs.len() as u64, "jobs");
+    let bar = crate::progress::bar(n_units as u64, "jobs");
     // a log (CI, a batch job, `make run > log`) gets one line per finished job instead of the bar
     let log_lines = !std::io::stderr().is_terminal();
     let mut records: Vec<JobRecord> = Vec::new();
     let mut job_times: Vec<JobTime> = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        bar.set_message(format!("{} {}", job.name, job.params));
-        let before = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
-        let attack = attack_stage(&mut ctx, job, &data, &model, &sub)?;
-        let inputs = JobInputs { job, attack: &attack, labels: &labels, clean: &clean, heldout: &heldout };
-        records.push(job_record(&mut ctx, &mut slots, &inputs, &data, &model, &sub)?);
-        let after = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
-        let t = JobTime {
-            index: job.index,
-            attack: job.name.clone(),
-            params: job.params.clone(),
-            computed: after[2].0 > before[2].0,
-            attack_seconds: after[0].1 - before[0].1,
-            scores_seconds: after[1].1 - before[1].1,
-            metrics_seconds: after[2].1 - before[2].1,
-        };
-        if opts.bound && after[1].0 > before[1].0 {
-            scored.push(attack.adversarial.shallow_clone());
+    let mut primary: Option<(ModelStage, SubnetStage)> = None;
+    let mut scores_bound_seconds: Option<f64> = None;
+    let mut done = 0;
+    for (vi, (v, vsuite)) in variants.iter().zip(&suites).enumerate() {
+        let jobs: Vec<&Job> = suite.jobs.iter().filter(|j| owns(v, j)).collect();
+        // the first variant describes the suite in every shard (its model and subnetworks), owned or not
+        if jobs.is_empty() && vi > 0 {
+            continue;
         }
-        if log_lines {
-            ctx.say(&format!("job {}/{} {}", i + 1, jobs.len(), t.line()));
+        ctx.suite = vsuite;
+        ctx.fgsm_signs.clear();
+        ctx.temperature = None;
+        if variants.len() > 1 {
+            ctx.say(&format!("variant {}/{}: seed {}, lambda {}", vi + 1, variants.len(), seed_text(v), v.lambda));
         }
-        job_times.push(t);
-        bar.inc(1);
+        let model = model_stage(&mut ctx, &data)?;
+        let sub = subnet_stage(&mut ctx, &data, &model)?;
+        if vi + 1 == variants.len() {
+            data.train_full = None;
+        }
+        if !jobs.is_empty() {
+            let variant = VariantRecord {
+                seed: match &vsuite.model {
+                    ModelSpec::Train(c) => Some(c.seed),
+                    ModelSpec::Weights { .. } => None,
+                },
+                lambda: v.lambda,
+                model: model.label.clone(),
+                model_accuracy: model.accuracy,
+                kept_fraction: mean(&sub.record.kept_fraction),
+            };
+            let base = vi * suite.jobs.len();
+            let (recs, times, bound) =
+                run_variant(&mut ctx, &data, &model, &sub, &jobs, &labels, opts.bound, (&bar, log_lines, &mut done))?;
+            records.extend(recs.into_iter().map(|r| JobRecord {
+                index: base + r.index,
+                variant: Some(variant.clone()),
+                ..r
+            }));
+            job_times.extend(times.into_iter().map(|t| JobTime { index: base + t.index, ..t }));
+            scores_bound_seconds = match (scores_bound_seconds, bound) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+        }
+        if vi == 0 {
+            primary = Some((model, sub));
+        }
     }
     bar.finish_and_clear();
-    let scores_bound_seconds = match (opts.bound, scored.is_empty()) {
-        (true, false) => Some(scores_bound(&ctx, &slots, &sub, &model.model, &scored)?),
-        (true, true) => {
-            ctx.say("--bound: every score came from the cache, so there is no scoring to bound (add --fresh)");
-            None
-        }
-        (false, _) => None,
-    };
+    let (model, sub) = primary.ok_or_else(|| Error::Missing("the suite has no variant".into()))?;
+    ctx.suite = suite;
+    if opts.bound && scores_bound_seconds.is_none() {
+        ctx.say("--bound: every score came from the cache, so there is no scoring to bound (add --fresh)");
+    }
 
     let report_start = Instant::now();
     let dir = report_dir(&opts.out, &suite.name, opts.shard);
@@ -180,8 +195,8 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         test_images: data.test.len(),
         fit_images: data.fit.len(),
         bootstrap: suite.bootstrap,
-        jobs: suite.jobs.len(),
-        detectors: slots.iter().map(|s| s.kind.to_string()).collect(),
+        jobs: total,
+        detectors: suite.detectors.iter().map(|k| k.to_string()).collect(),
         modes: suite.modes.iter().map(|m| m.to_string()).collect(),
         protocols: suite.protocols.iter().map(|p| p.to_string()).collect(),
         subnet: sub.record.clone(),
@@ -193,12 +208,12 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         ("suite".to_string(), suite.seed),
         (
             "model".to_string(),
-            match &suite.model {
-                crate::suite::schema::ModelSpec::Train(c) => c.seed,
-                crate::suite::schema::ModelSpec::Weights { .. } => 0,
+            match &suites[0].model {
+                ModelSpec::Train(c) => c.seed,
+                ModelSpec::Weights { .. } => 0,
             },
         ),
-        ("subnet".to_string(), suite.subnet.seed),
+        ("subnet".to_string(), suites[0].subnet.seed),
         ("detectors".to_string(), suite.detector_config.seed),
         ("bootstrap".to_string(), suite.seed),
     ]);
@@ -233,7 +248,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         protocol: crate::report::manifest::PROTOCOL_NOTE.to_string(),
     };
     manifest.write_into(&dir)?;
-    if records.is_empty() && !jobs.is_empty() {
+    if records.is_empty() && n_units > 0 {
         return Err(Error::Missing("no job produced a record".into()));
     }
     Ok(RunSummary {
@@ -242,19 +257,104 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         jobs: manifest.jobs,
         scores_bound_seconds: manifest.scores_bound_seconds,
         tables,
-        jobs_run: jobs.len(),
+        jobs_run: n_units,
         wall_seconds: manifest.wall_seconds,
     })
 }
 
+/// The seed of a variant as printed.
+fn seed_text(v: &Variant) -> String {
+    v.seed.map_or("as [model]".to_string(), |s| s.to_string())
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The progress bar, whether to print a line per job instead, and the jobs finished so far.
+type Progress<'a> = (&'a indicatif::ProgressBar, bool, &'a mut usize);
+
+/// One variant's jobs: its detectors scored on the clean and fit images, then each job's attack, scores and metrics.
+/// Returns the records (indexed by job), their times, and with `bound` the scoring's bound over the sets scored here.
+#[allow(clippy::too_many_arguments)]
+fn run_variant(
+    ctx: &mut Ctx,
+    data: &DataStage,
+    model: &ModelStage,
+    sub: &SubnetStage,
+    jobs: &[&Job],
+    labels: &[i64],
+    bound: bool,
+    progress: Progress,
+) -> Result<(Vec<JobRecord>, Vec<JobTime>, Option<f64>)> {
+    let (bar, log_lines, done) = progress;
+    if ctx.suite.modes.contains(&RouteKind::Temperature) {
+        let t =
+            crate::routes::temperature::fit(&model.model, &sub.subnets, &data.fit.images, ctx.suite.batch_size as i64)?;
+        ctx.say(&format!("temperature control: T = {t:.6} gives the subnetworks' mean max-softmax on the fit images"));
+        ctx.temperature = Some(t);
+    }
+    let mut slots = detector_slots(ctx, data, model, sub)?;
+    let clean = clean_scores(ctx, &mut slots, data, model, sub)?;
+    let heldout = heldout_thresholds(ctx, &mut slots, data, model, sub)?;
+    // the image sets scored here, for the bound
+    let mut scored: Vec<Tensor> = Vec::new();
+    if bound && ctx.tally("scores").0 > 0 {
+        scored.push(data.test.images.shallow_clone());
+    }
+    let mut records = Vec::new();
+    let mut times = Vec::new();
+    for job in jobs {
+        bar.set_message(format!("{} {}", job.name, job.params));
+        let before = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
+        let attack = attack_stage(ctx, job, data, model, sub)?;
+        let inputs = JobInputs { job, attack: &attack, labels, clean: &clean, heldout: &heldout };
+        records.push(job_record(ctx, &mut slots, &inputs, data, model, sub)?);
+        let after = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
+        let t = JobTime {
+            index: job.index,
+            attack: job.name.clone(),
+            params: job.params.clone(),
+            computed: after[2].0 > before[2].0,
+            attack_seconds: after[0].1 - before[0].1,
+            scores_seconds: after[1].1 - before[1].1,
+            metrics_seconds: after[2].1 - before[2].1,
+        };
+        if bound && after[1].0 > before[1].0 {
+            scored.push(attack.adversarial.shallow_clone());
+        }
+        *done += 1;
+        if log_lines {
+            ctx.say(&format!("job {}/{} {}", done, bar.length().unwrap_or(0), t.line()));
+        }
+        times.push(t);
+        bar.inc(1);
+    }
+    let bound = match (bound, scored.is_empty()) {
+        (true, false) => Some(scores_bound(ctx, &slots, model, sub, &scored)?),
+        _ => None,
+    };
+    Ok((records, times, bound))
+}
+
 /// The seconds of only the model passes the scoring made over `sets` (every detector on its routes).
-fn scores_bound(ctx: &Ctx, slots: &[DetectorSlot], sub: &SubnetStage, model: &Model, sets: &[Tensor]) -> Result<f64> {
+fn scores_bound(
+    ctx: &Ctx,
+    slots: &[DetectorSlot],
+    model: &ModelStage,
+    sub: &SubnetStage,
+    sets: &[Tensor],
+) -> Result<f64> {
     ctx.say(&format!("timing the scoring's model passes alone over {} image sets (--bound)", sets.len()));
     let scorings: Vec<Scoring> =
         slots.iter().map(|s| Scoring { detector: s.detector.as_ref(), routes: s.routes.clone() }).collect();
-    let res = Resources { subnets: Some(&sub.subnets), temperature: ctx.temperature };
+    let res = Resources {
+        subnets: Some(&sub.subnets),
+        temperature: ctx.temperature,
+        second: model.second.as_ref().map(|s| &s.model),
+    };
     let batch = ctx.suite.batch_size as i64;
-    sets.iter().map(|xs| crate::eval::pass_bound(model, res, &scorings, xs, batch)).sum()
+    sets.iter().map(|xs| crate::eval::pass_bound(&model.model, res, &scorings, xs, batch)).sum()
 }
 
 /// How many of the slowest computed jobs the summary names.

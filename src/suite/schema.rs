@@ -43,6 +43,7 @@ struct SuiteSection {
     device: Option<DeviceChoice>,
     cpu_mode: Option<CpuMode>,
     batch_size: Option<Spanned<usize>>,
+    seeds: Option<Spanned<Vec<u64>>>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +65,7 @@ struct ModelSection {
     lr_decay: Option<f64>,
     seed: Option<u64>,
     weights: Option<Spanned<PathBuf>>,
+    second_weights: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -77,7 +79,35 @@ struct MetricsSection {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelSpec {
     Train(TrainConfig),
-    Weights { path: PathBuf, arch: Option<Arch> },
+    /// `second`: the `second-model` control's weights (`[model] second_weights`).
+    Weights {
+        path: PathBuf,
+        arch: Option<Arch>,
+        second: Option<PathBuf>,
+    },
+}
+
+impl ModelSpec {
+    /// The `second-model` control's network: the same training with the seed after this one's, or the second weights
+    /// file.
+    pub fn second(&self) -> Option<ModelSpec> {
+        match self {
+            ModelSpec::Train(c) => Some(ModelSpec::Train(TrainConfig { seed: c.seed.wrapping_add(1), ..c.clone() })),
+            ModelSpec::Weights { second, arch, .. } => {
+                second.as_ref().map(|p| ModelSpec::Weights { path: p.clone(), arch: *arch, second: None })
+            }
+        }
+    }
+}
+
+/// One (seed, lambda) of a suite's `[suite] seeds` x `[subnet] lambda`: a model and an extraction of its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Variant {
+    /// Position among the suite's seeds (0 without `seeds`).
+    pub seed_index: usize,
+    /// The model training and extraction seed (`None` without `[suite] seeds`: the `[model]`/`[subnet]` seeds hold).
+    pub seed: Option<u64>,
+    pub lambda: f64,
 }
 
 /// The images of a run: the first `test_limit` test images (file order) are attacked; the last `fit_size` training
@@ -117,6 +147,10 @@ pub struct Suite {
     pub data: DataSpec,
     pub model: ModelSpec,
     pub subnet: ExtractConfig,
+    /// `[suite] seeds`: each trains its own model and extracts its own subnetworks (empty: the one model of `[model]`).
+    pub seeds: Vec<u64>,
+    /// `[subnet] lambda` as a list: one extraction per value (one value without a list).
+    pub lambdas: Vec<f64>,
     pub jobs: Vec<Job>,
     pub detectors: Vec<DetectorKind>,
     /// The routes detectors score on (`[detectors] modes`).
@@ -140,7 +174,14 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
     let loc = Locator { path, src };
     let raw: RawSuite = toml::from_str(src).map_err(|e| {
         let line = e.span().map(|s| line_of(src, s.start));
-        loc.error_line(line, quoted(e.message()).as_deref().unwrap_or(""), e.message().trim())
+        // a bad value: the key is the left side of its line (serde quotes the value, not the key)
+        let lhs = line
+            .filter(|_| e.message().starts_with("invalid"))
+            .and_then(|l| src.lines().nth(l - 1))
+            .and_then(|t| t.split_once('='))
+            .map(|(k, _)| k.trim().to_string());
+        let key = lhs.or_else(|| quoted(e.message()));
+        loc.error_line(line, key.as_deref().unwrap_or(""), e.message().trim())
     })?;
 
     let name = raw.suite.name.get_ref().clone();
@@ -164,10 +205,50 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
         fit_size: positive(&loc, d.fit_size, "data.fit_size", 5_000)?,
     };
 
+    let seeds = match raw.suite.seeds {
+        None => Vec::new(),
+        Some(v) => {
+            let line = Some(line_of(src, v.span().start));
+            let list = v.into_inner();
+            if list.is_empty() {
+                return Err(loc.error_line(line, "suite.seeds", "must list at least one seed"));
+            }
+            if let Some(d) = list.iter().enumerate().find(|(i, x)| list[..*i].contains(x)) {
+                return Err(loc.error_line(line, "suite.seeds", &format!("seed {} is listed twice", d.1)));
+            }
+            if raw.model.seed.is_some() {
+                return Err(loc.error_section(
+                    "model",
+                    0,
+                    Some("seed"),
+                    "cannot be combined with suite.seeds: each of those seeds trains a model",
+                ));
+            }
+            if let Some(w) = &raw.model.weights {
+                return Err(loc.error_line(
+                    Some(line_of(src, w.span().start)),
+                    "model.weights",
+                    "cannot be combined with suite.seeds: seeds train models, weights are used as they are",
+                ));
+            }
+            list
+        }
+    };
     let model = model_spec(&loc, raw.model, data.dataset)?;
-    let subnet: ExtractConfig = match raw.subnet {
-        Some(t) => loc.typed(t, "subnet", 0)?,
-        None => ExtractConfig::default(),
+    let (subnet, lambdas): (ExtractConfig, Vec<f64>) = match raw.subnet {
+        Some(mut t) => {
+            let list = match t.get("lambda") {
+                Some(toml::Value::Array(a)) => Some(lambda_list(&loc, a)?),
+                _ => None,
+            };
+            if let Some(l) = &list {
+                t.insert("lambda".into(), toml::Value::Float(l[0]));
+            }
+            let cfg: ExtractConfig = loc.typed(t, "subnet", 0)?;
+            let lambdas = list.unwrap_or_else(|| vec![cfg.lambda]);
+            (cfg, lambdas)
+        }
+        None => (ExtractConfig::default(), vec![ExtractConfig::default().lambda]),
     };
     subnet.validate().map_err(|e| loc.error_section("subnet", 0, None, &e.to_string()))?;
 
@@ -176,6 +257,15 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
         return Err(loc.error_line(None, "attack", "the suite has no [[attack]] entry"));
     }
     let (detectors, modes, mut detector_config) = detector_section(&loc, raw.detectors)?;
+    if modes.contains(&RouteKind::SecondModel) && model.second().is_none() {
+        return Err(loc.error_section(
+            "detectors",
+            0,
+            Some("modes"),
+            "second-model needs a second network: with model.weights, give model.second_weights (an independently \
+             trained model of the same architecture)",
+        ));
+    }
     detector_config.fit_size = data.fit_size;
     detector_config.validate().map_err(|e| loc.error_section("detectors", 0, None, &e.to_string()))?;
 
@@ -205,6 +295,8 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
         data,
         model,
         subnet,
+        seeds,
+        lambdas,
         jobs,
         detectors,
         modes,
@@ -212,6 +304,64 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
         bootstrap: raw.metrics.bootstrap.unwrap_or(1000),
         protocols,
     })
+}
+
+/// `[subnet] lambda` as a list: non-empty, each value a positive finite number, none twice.
+fn lambda_list(loc: &Locator, a: &[toml::Value]) -> Result<Vec<f64>> {
+    let err = |msg: &str| loc.error_section("subnet", 0, Some("lambda"), msg);
+    if a.is_empty() {
+        return Err(err("the list is empty: give at least one value"));
+    }
+    let mut out: Vec<f64> = Vec::new();
+    for v in a {
+        let x = match v {
+            toml::Value::Float(f) => *f,
+            toml::Value::Integer(i) => *i as f64,
+            other => return Err(err(&format!("`{other}` is not a number"))),
+        };
+        if !(x.is_finite() && x > 0.0) {
+            return Err(err(&format!("{x}: every value of a lambda list must be a positive number")));
+        }
+        if out.contains(&x) {
+            return Err(err(&format!("{x} is listed twice")));
+        }
+        out.push(x);
+    }
+    Ok(out)
+}
+
+impl Suite {
+    /// The (seed, lambda) pairs of the suite, seeds first: one model per seed, one extraction per pair.
+    pub fn variants(&self) -> Vec<Variant> {
+        let seeds: Vec<Option<u64>> =
+            if self.seeds.is_empty() { vec![None] } else { self.seeds.iter().map(|&s| Some(s)).collect() };
+        seeds
+            .iter()
+            .enumerate()
+            .flat_map(|(seed_index, &seed)| {
+                self.lambdas.iter().map(move |&lambda| Variant { seed_index, seed, lambda })
+            })
+            .collect()
+    }
+
+    /// The number of seeds (1 without `[suite] seeds`).
+    pub fn seed_count(&self) -> usize {
+        self.seeds.len().max(1)
+    }
+
+    /// This suite as it runs for one variant: its seed trains the model and seeds the extraction, its lambda weighs
+    /// the extraction's penalty.
+    pub fn for_variant(&self, v: Variant) -> Suite {
+        let mut s = self.clone();
+        s.subnet.lambda = v.lambda;
+        if let Some(seed) = v.seed {
+            s.subnet.seed = seed;
+            if let ModelSpec::Train(c) = &mut s.model {
+                c.seed = seed;
+            }
+        }
+        s
+    }
 }
 
 /// The first backquoted word of a message (toml and serde name the offending key that way).
@@ -232,6 +382,13 @@ fn positive(loc: &Locator, v: Option<Spanned<usize>>, key: &str, default: usize)
 }
 
 fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<ModelSpec> {
+    if let (Some(s), None) = (&m.second_weights, &m.weights) {
+        return Err(loc.error_line(
+            Some(line_of(loc.src, s.span().start)),
+            "model.second_weights",
+            "only goes with model.weights (a trained model's second network is the next seed's)",
+        ));
+    }
     if let Some(w) = m.weights {
         let line = Some(line_of(loc.src, w.span().start));
         let trained = [
@@ -251,7 +408,8 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
         if let Some(a) = m.arch {
             a.check_dataset(dataset).map_err(|e| loc.error_line(line, "model.arch", &e.to_string()))?;
         }
-        return Ok(ModelSpec::Weights { path: w.into_inner(), arch: m.arch });
+        let second = m.second_weights.map(Spanned::into_inner);
+        return Ok(ModelSpec::Weights { path: w.into_inner(), arch: m.arch, second });
     }
     let arch = m.arch.unwrap_or_else(|| Arch::default_for(dataset));
     let mut cfg = TrainConfig::default_for(dataset, arch);

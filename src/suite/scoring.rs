@@ -37,7 +37,7 @@ pub fn detector_slots(ctx: &Ctx, data: &DataStage, model: &ModelStage, sub: &Sub
                 .part("name", kind)
                 .json("config", &s.detector_config)
                 .json("modes", &routes)
-                .part("model", &model.hash)
+                .part("model", model.scoring_key())
                 .part("subnets", &sub.key)
                 .part("data", &data.key)
                 .part("device", ctx.device_kind())
@@ -80,7 +80,11 @@ fn scores_stage(
             .iter()
             .map(|&d| Scoring { detector: slots[d].detector.as_ref(), routes: slots[d].routes.clone() })
             .collect();
-        let res = Resources { subnets: Some(&sub.subnets), temperature: ctx.temperature };
+        let res = Resources {
+            subnets: Some(&sub.subnets),
+            temperature: ctx.temperature,
+            second: model.second.as_ref().map(|s| &s.model),
+        };
         let scored = eval::score_images(&model.model, res, &scorings, images, ctx.suite.batch_size as i64, label)?;
         ctx.add_scoring_times(
             &todo.iter().map(|&d| (slots[d].kind, slots[d].routes.as_slice())).collect::<Vec<_>>(),
@@ -276,5 +280,6 @@ fn attack_figures(inp: &JobInputs, pred_adv: &[i64], clean: &Tensor) -> Result<J
         mean_linf: linf,
         mean_l2: l2,
         rows: Vec::new(),
+        variant: None,
     })
 }

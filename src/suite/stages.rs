@@ -211,25 +211,55 @@ pub struct ModelStage {
     pub label: String,
     /// Clean accuracy on the full test split.
     pub accuracy: f64,
+    /// The `second-model` control's network, when the suite runs that route.
+    pub second: Option<Box<ModelStage>>,
 }
 
+impl ModelStage {
+    /// What determines the scores of a detector besides the subnetworks: the model, and the second model if any.
+    pub fn scoring_key(&self) -> String {
+        match &self.second {
+            Some(s) => format!("{}+{}", self.hash, s.hash),
+            None => self.hash.clone(),
+        }
+    }
+}
+
+/// The suite's model (trained once into the model cache, or its weights file), and the second model when the suite
+/// runs `second-model`.
 pub fn model_stage(ctx: &mut Ctx, data: &DataStage) -> Result<ModelStage> {
+    let mut stage = load_model(ctx, data, &ctx.suite.model.clone())?;
+    if ctx.suite.modes.contains(&RouteKind::SecondModel) {
+        let spec = ctx.suite.model.second().ok_or_else(|| Error::Missing("no second model for second-model".into()))?;
+        let second = load_model(ctx, data, &spec)?;
+        if second.hash == stage.hash {
+            return Err(Error::Model(format!(
+                "the second model is the model itself ({}): second-model needs an independently trained one",
+                second.path.display()
+            )));
+        }
+        stage.second = Some(Box::new(second));
+    }
+    Ok(stage)
+}
+
+fn load_model(ctx: &mut Ctx, data: &DataStage, spec: &ModelSpec) -> Result<ModelStage> {
     let start = Instant::now();
     let train_hash = &data.fit.source_hash;
-    let (path, arch, label, computed) = match &ctx.suite.model {
+    let (path, arch, label, computed) = match spec {
         ModelSpec::Train(cfg) => {
             let expected = train::cached_model_path(cfg, train_hash, ctx.device);
             let cached = expected.is_file() && checkpoint::sidecar_path(&expected).is_file();
             if !cached {
                 ctx.say(&format!(
-                    "training {} on {} ({} epochs), once; later runs take it from the model cache",
-                    cfg.arch, cfg.dataset, cfg.epochs
+                    "training {} on {} ({} epochs, seed {}), once; later runs take it from the model cache",
+                    cfg.arch, cfg.dataset, cfg.epochs, cfg.seed
                 ));
             }
             let path = train::cached_model(cfg, ctx.suite.data.data_dir.as_deref(), ctx.device)?;
             (path, Some(cfg.arch), format!("{}-s{}-e{}", cfg.arch, cfg.seed, cfg.epochs), !cached)
         }
-        ModelSpec::Weights { path, arch } => {
+        ModelSpec::Weights { path, arch, .. } => {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             (path.clone(), *arch, stem, false)
         }
@@ -244,7 +274,7 @@ pub fn model_stage(ctx: &mut Ctx, data: &DataStage) -> Result<ModelStage> {
         None => train::evaluate(&model, &data.test_full, 500).accuracy,
     };
     ctx.record("model", computed, start);
-    Ok(ModelStage { model, path, hash, label, accuracy })
+    Ok(ModelStage { model, path, hash, label, accuracy, second: None })
 }
 
 /// The class subnetworks of the model.
@@ -255,7 +285,7 @@ pub struct SubnetStage {
     pub record: SubnetRecord,
 }
 
-pub fn subnet_stage(ctx: &mut Ctx, data: &mut DataStage, model: &ModelStage) -> Result<SubnetStage> {
+pub fn subnet_stage(ctx: &mut Ctx, data: &DataStage, model: &ModelStage) -> Result<SubnetStage> {
     let start = Instant::now();
     let key = KeyBuilder::new("subnets")
         .part("model", &model.hash)
@@ -287,7 +317,6 @@ pub fn subnet_stage(ctx: &mut Ctx, data: &mut DataStage, model: &ModelStage) -> 
         write_json(&stage.file("record.json"), &record)?;
         stage.finish(&BTreeMap::from([("extract_seconds", ex.summary.extract_seconds)]))?;
     }
-    data.train_full = None;
     let file = stage.file("subnets.safetensors");
     let subnets = Subnets::load(&file, model.model.gate_layout(), ctx.device)?;
     let record: SubnetRecord = read_json(&stage.file("record.json"))?;

@@ -52,6 +52,19 @@ pub fn lenet_mnist() -> PathBuf {
     advdet::train::cached_model(&cfg, None, tch::Device::Cpu).expect("the default LeNet trains on MNIST")
 }
 
+/// A LeNet trained for one epoch on full MNIST with `seed`, from the model cache (trained on first use): a cheap,
+/// independently trained second network for the `second-model` control (the suite tests' `epochs = 1` models).
+pub fn load_lenet_mnist_one_epoch(seed: u64) -> advdet::models::Model {
+    let _guard = global_rng();
+    let mut cfg = advdet::train::TrainConfig::default_for(advdet::data::DatasetName::Mnist, advdet::models::Arch::Lenet);
+    cfg.epochs = 1;
+    cfg.seed = seed;
+    let path = advdet::train::cached_model(&cfg, None, tch::Device::Cpu).expect("a one-epoch LeNet trains on MNIST");
+    let (mut model, _) = advdet::models::checkpoint::load(&path, None, tch::Device::Cpu).expect("loads");
+    model.freeze();
+    model
+}
+
 /// Loads `lenet_mnist()` on the CPU with frozen parameters.
 pub fn load_lenet_mnist() -> advdet::models::Model {
     let (mut model, _) = advdet::models::checkpoint::load(&lenet_mnist(), None, tch::Device::Cpu).expect("loads");
