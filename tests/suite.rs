@@ -373,6 +373,40 @@ fn seeds_and_lambdas_give_every_variants_rows_and_shard_by_seed() -> TestResult 
     Ok(())
 }
 
+/// `[detectors] class_normalise`: the same images and scores ranked within their predicted class; a different AUROC
+/// for a confidence detector on the full model, the held-out threshold taken on the normalised scores.
+#[test]
+fn class_normalisation_ranks_scores_within_the_predicted_class() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let raw = tiny_suite(tmp.path())?;
+    let text = std::fs::read_to_string(&raw)?.replace("names = [\"msp\"]", "names = [\"msp\"]\nclass_normalise = true");
+    let norm = tmp.path().join("norm.toml");
+    std::fs::write(&norm, text.replace("name = \"tiny\"", "name = \"norm\""))?;
+    run_suite(&raw, &tmp.path().join("a"), &[])?;
+    run_suite(&norm, &tmp.path().join("a"), &[])?;
+    let read = |suite: &str| -> Result<Vec<Vec<String>>, Box<dyn std::error::Error>> {
+        let text = std::fs::read_to_string(tmp.path().join("a").join(suite).join("results.csv"))?;
+        Ok(text.lines().map(|l| l.split(',').map(str::to_string).collect()).collect())
+    };
+    let (a, b) = (read("tiny")?, read("norm")?);
+    let col = |name: &str| a[0].iter().position(|h| h == name).ok_or(format!("no column {name}"));
+    let (auroc, fpr) = (col("auroc")?, col("test_fpr_at_heldout_threshold")?);
+    assert_eq!(a.len(), b.len());
+    // every row is there, and the ranking moved for at least one (detector, route) of each attack
+    assert!(a.iter().zip(&b).skip(1).any(|(x, y)| x[auroc] != y[auroc]), "normalisation changed no AUROC");
+    assert!(b.iter().skip(1).all(|r| !r[fpr].is_empty()), "held-out thresholds are taken on the normalised scores");
+    let bad = BASE.replace("names = [\"msp\"]", "names = [\"msp\"]\nclass_normalise = \"yes\"");
+    expect(&parse_err(&bad), &["attacks/x.toml", "line 22", "class_normalise"]);
+    let cfg = tmp.path().join("cfg.json");
+    std::fs::write(&cfg, r#"{"class_normalise": true}"#)?;
+    let cfg = cfg.to_str().ok_or("path")?;
+    let (code, _, err) =
+        run_advdet(&["detect", "--model", "m.safetensors", "--adv", "a.safetensors", "--config", cfg, "--out", "o"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("class_normalise") && err.contains("suites only"), "{err}");
+    Ok(())
+}
+
 #[test]
 fn bad_shard_specs_and_missing_suites_exit_2() -> TestResult {
     let tmp = tempfile::tempdir()?;

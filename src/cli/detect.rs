@@ -86,6 +86,15 @@ fn plan(a: &DetectArgs) -> Result<Plan> {
             serde_json::from_str(&text).map_err(|e| Error::format(p, format!("invalid detector config: {e}")))?
         }
     };
+    if cfg.class_normalise {
+        return Err(Error::config(
+            "class_normalise",
+            true,
+            "runs in suites only (`advdet run`, [detectors] class_normalise = true): it needs the held-out fit images' \
+             scores",
+        )
+        .into());
+    }
     cfg.fit_size = a.fit_size.unwrap_or(cfg.fit_size);
     cfg.seed = a.seed;
     cfg.validate()?;

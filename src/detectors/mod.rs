@@ -129,6 +129,10 @@ pub struct DetectorConfig {
     pub fit_size: usize,
     /// Seed of the detectors' own randomness (the MC-dropout masks of KD+BU).
     pub seed: u64,
+    /// Per-class normalisation (suites only): each score z-scored within the full model's predicted class, with the
+    /// statistics of the same detector and route on the clean held-out fit images (`eval::ClassStats`). The detectors
+    /// fitted on those images (Mahalanobis, LID, KD+BU) keep their raw scores: their fit-image scores are in-sample.
+    pub class_normalise: bool,
 }
 
 impl Default for DetectorConfig {
@@ -140,6 +144,7 @@ impl Default for DetectorConfig {
             kdbu: Default::default(),
             fit_size: 5000,
             seed: 0,
+            class_normalise: false,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! One evaluation path, shared by `advdet detect` and the suite runner: images are scored in batches, each batch goes
 //! through the full model once and through every other route once, and every detector scores from those passes; the
 //! scores of clean and adversarial images then become metric rows under the evaluation protocol.
+pub mod normalise;
 pub mod protocol;
 mod rows;
 
+pub use normalise::ClassStats;
 pub use protocol::{fit_split, protocol_sets, Protocol, ScoredSet};
 pub use rows::{heldout_thresholds, metric_rows, metric_values, MetricSpec};
 

@@ -83,6 +83,20 @@ impl<'a> Locator<'a> {
         // for an unknown value (serde's "unknown variant"), the key that holds it
         let strings: Vec<(String, String)> =
             table.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect();
+        // for a value of the wrong type or range, the key whose value the message quotes as serde writes it
+        let rendered: Vec<(String, String)> = table
+            .iter()
+            .filter_map(|(k, v)| {
+                let r = match v {
+                    toml::Value::String(s) => format!("string \"{s}\""),
+                    toml::Value::Integer(i) => format!("`{i}`"),
+                    toml::Value::Float(f) => format!("`{f}`"),
+                    toml::Value::Boolean(b) => format!("`{b}`"),
+                    _ => return None,
+                };
+                Some((k.clone(), r))
+            })
+            .collect();
         toml::Value::Table(table).try_into::<T>().map_err(|e| {
             let msg = e.message().trim().to_string();
             let quoted = msg.split('`').nth(1).unwrap_or("");
@@ -90,6 +104,15 @@ impl<'a> Locator<'a> {
                 Some(quoted)
             } else if msg.starts_with("unknown variant") {
                 strings.iter().find(|(_, v)| v == quoted).map(|(k, _)| k.as_str())
+            } else if msg.starts_with("invalid") {
+                let found: Vec<&str> =
+                    rendered.iter().filter(|(_, r)| msg.contains(r.as_str())).map(|(k, _)| k.as_str()).collect();
+                // only when one key holds that value, or the line would be a guess
+                if found.len() == 1 {
+                    Some(found[0])
+                } else {
+                    None
+                }
             } else {
                 None
             };

@@ -295,8 +295,9 @@ fn run_variant(
         ctx.temperature = Some(t);
     }
     let mut slots = detector_slots(ctx, data, model, sub)?;
-    let clean = clean_scores(ctx, &mut slots, data, model, sub)?;
+    let mut clean = clean_scores(ctx, &mut slots, data, model, sub)?;
     let heldout = heldout_thresholds(ctx, &mut slots, data, model, sub)?;
+    heldout.normalise(&mut clean.scores, &clean.pred)?;
     // the image sets scored here, for the bound
     let mut scored: Vec<Tensor> = Vec::new();
     if bound && ctx.tally("scores").0 > 0 {

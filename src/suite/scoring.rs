@@ -3,7 +3,7 @@
 //! held-out clean training images only, and each job's metrics with bootstrap intervals become its record.
 use crate::detectors::{self, Detector, DetectorKind};
 use crate::error::Result;
-use crate::eval::{self, MetricSpec, ScoreTable, Scoring};
+use crate::eval::{self, ClassStats, MetricSpec, ScoreTable, Scoring};
 use crate::io::{read_json, write_json};
 use crate::records::JobRecord;
 use crate::routes::{Resources, RouteKind};
@@ -146,17 +146,41 @@ pub fn clean_scores(
     Ok(CleanScores { scores, keys, pred })
 }
 
-/// The thresholds of `tpr_at_fpr_5_heldout` per detector and route: scored (and cached) on the held-out fit images,
-/// the correctly classified ones, as the test set's negatives are. NaN (no column value) for the detectors fitted on
-/// those same images (Mahalanobis, LID, KD+BU): their scores there are in-sample, and a threshold from them would not
-/// hold on new images.
+/// What the clean held-out fit images give each detector and route: the threshold of `tpr_at_fpr_5_heldout`, and with
+/// `[detectors] class_normalise` the per-class statistics of its scores (`eval::ClassStats`).
+pub struct Heldout {
+    /// Per detector and route; NaN (no column value) for the detectors fitted on those same images (Mahalanobis, LID,
+    /// KD+BU): their scores there are in-sample, and a threshold from them would not hold on new images.
+    pub thresholds: Vec<Vec<f64>>,
+    /// Per detector and route, `None` for the fitted detectors (left raw) or without the option.
+    pub norm: Vec<Vec<Option<ClassStats>>>,
+}
+
+impl Heldout {
+    /// Normalises `scores[d][r]` of images with predictions `pred` in place, where the detector and route have
+    /// statistics.
+    pub fn normalise(&self, scores: &mut ScoreTable, pred: &[i64]) -> Result<()> {
+        for (per_route, stats) in scores.iter_mut().zip(&self.norm) {
+            for (v, st) in per_route.iter_mut().zip(stats) {
+                if let Some(st) = st {
+                    *v = st.apply(v, pred)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The held-out figures of every detector (`Heldout`): its scores on the fit images (scored and cached), the
+/// per-class statistics over all of them, and the threshold over the correctly classified ones (as the test set's
+/// negatives are), of the normalised scores when the suite normalises.
 pub fn heldout_thresholds(
     ctx: &mut Ctx,
     slots: &mut Vec<DetectorSlot>,
     data: &DataStage,
     model: &ModelStage,
     sub: &SubnetStage,
-) -> Result<Vec<Vec<f64>>> {
+) -> Result<Heldout> {
     let (free, fitted): (Vec<_>, Vec<_>) =
         std::mem::take(slots).into_iter().enumerate().partition(|(_, s)| !s.detector.needs_fit());
     let order: Vec<usize> = free.iter().map(|(i, _)| *i).collect();
@@ -170,7 +194,22 @@ pub fn heldout_thresholds(
     let mut back: Vec<(usize, DetectorSlot)> = order.iter().copied().zip(picked).chain(fitted).collect();
     back.sort_by_key(|(i, _)| *i);
     *slots = back.into_iter().map(|(_, s)| s).collect();
-    let (scores, pred) = scored?;
+    let (mut scores, pred) = scored?;
+    let norm: Vec<Vec<Option<ClassStats>>> = if ctx.suite.detector_config.class_normalise {
+        let classes = data.fit.num_classes() as usize;
+        let stats: Vec<Vec<Option<ClassStats>>> = scores
+            .iter()
+            .map(|per_route| per_route.iter().map(|v| ClassStats::fit(v, &pred, classes).map(Some)).collect())
+            .collect::<Result<_>>()?;
+        for (per_route, st) in scores.iter_mut().zip(&stats) {
+            for (v, s) in per_route.iter_mut().zip(st).filter_map(|(v, s)| s.as_ref().map(|s| (v, s))) {
+                *v = s.apply(v, &pred)?;
+            }
+        }
+        stats
+    } else {
+        scores.iter().map(|per_route| vec![None; per_route.len()]).collect()
+    };
     let labels = data.fit.label_vec();
     let correct: Vec<bool> = pred.iter().zip(&labels).map(|(p, l)| p == l).collect();
     let kept: ScoreTable = scores
@@ -180,14 +219,16 @@ pub fn heldout_thresholds(
         })
         .collect();
     let mut thresholds = eval::heldout_thresholds(&kept).into_iter();
-    Ok(slots
+    let mut norm = norm.into_iter();
+    let (thresholds, norm) = slots
         .iter()
         .enumerate()
         .map(|(i, s)| match order.contains(&i) {
-            true => thresholds.next().unwrap_or_default(),
-            false => vec![f64::NAN; s.routes.len()],
+            true => (thresholds.next().unwrap_or_default(), norm.next().unwrap_or_default()),
+            false => (vec![f64::NAN; s.routes.len()], vec![None; s.routes.len()]),
         })
-        .collect())
+        .unzip();
+    Ok(Heldout { thresholds, norm })
 }
 
 /// Everything a job's metrics are computed from.
@@ -196,8 +237,9 @@ pub struct JobInputs<'a> {
     pub attack: &'a AttackStage,
     pub labels: &'a [i64],
     pub clean: &'a CleanScores,
-    /// Per detector and route, the threshold at 5% FPR on the clean held-out fit images.
-    pub heldout: &'a [Vec<f64>],
+    /// Per detector and route, the threshold at 5% FPR on the clean held-out fit images, and the per-class
+    /// normalisation.
+    pub heldout: &'a Heldout,
 }
 
 /// Adversarial scores and metrics of one job, cached as its record.
@@ -231,8 +273,9 @@ pub fn job_record(
         return Ok(rec);
     }
     let label = format!("{} {}", inp.job.name, inp.job.params);
-    let (adv_scores, pred_adv) =
+    let (mut adv_scores, pred_adv) =
         scores_stage(ctx, "scores", &adv_keys, slots, &inp.attack.adversarial, &label, data, model, sub)?;
+    inp.heldout.normalise(&mut adv_scores, &pred_adv)?;
     let start = Instant::now();
     let names: Vec<&str> = slots.iter().map(|slot| slot.kind.as_str()).collect();
     let routes: Vec<Vec<RouteKind>> = slots.iter().map(|slot| slot.routes.clone()).collect();
@@ -246,7 +289,7 @@ pub fn job_record(
         &inp.clean.pred,
         &pred_adv,
         &spec,
-        Some(inp.heldout),
+        Some(&inp.heldout.thresholds),
     )?;
     let rec = JobRecord {
         index: inp.job.index,

@@ -56,7 +56,8 @@ pub fn lenet_mnist() -> PathBuf {
 /// independently trained second network for the `second-model` control (the suite tests' `epochs = 1` models).
 pub fn load_lenet_mnist_one_epoch(seed: u64) -> advdet::models::Model {
     let _guard = global_rng();
-    let mut cfg = advdet::train::TrainConfig::default_for(advdet::data::DatasetName::Mnist, advdet::models::Arch::Lenet);
+    let mut cfg =
+        advdet::train::TrainConfig::default_for(advdet::data::DatasetName::Mnist, advdet::models::Arch::Lenet);
     cfg.epochs = 1;
     cfg.seed = seed;
     let path = advdet::train::cached_model(&cfg, None, tch::Device::Cpu).expect("a one-epoch LeNet trains on MNIST");
