@@ -62,10 +62,10 @@ pub fn render(
         suite.protocols.iter().filter_map(|p| SweepTable::from_frame(&df, p).transpose()).collect::<Result<_>>()?;
     let variants_note = (models.len() > 1 || lambdas.len() > 1).then(|| {
         format!(
-            "This suite ran {} models (seeds) x {} extractions (lambda {}). \"Does the subnetwork help?\" pools the \
-             seeds at lambda {first_lambda}; the AUROC tables and the ROC curves are those of model {first_model} at \
+            "This suite ran {} x {} extractions (lambda {}). \"Does the subnetwork help?\" pools the seeds at lambda \
+             {first_lambda}, the first listed; the AUROC tables and the ROC curves are those of model {first_model} at \
              lambda {first_lambda}; results.csv holds every variant (columns model, seed, lambda, kept_fraction).",
-            models.len(),
+            if models.len() == 1 { "one model".to_string() } else { format!("{} models (seeds)", models.len()) },
             lambdas.len(),
             lambdas.join(", ")
         )
