@@ -171,7 +171,7 @@ fn full_and_subnet_modes_agree_exactly_when_every_mask_is_all_ones() -> TestResu
     let xs = Tensor::cat(&[test.images.shallow_clone(), fgsm(&model, &test.images, &test.labels, 0.3)], 0);
     let ones = all_ones(&model);
     let cfg = DetectorConfig::default();
-    for name in ["msp", "entropy", "margin", "odin"] {
+    for name in ["msp", "entropy", "margin", "odin", "energy", "maxlogit", "gen"] {
         let det = by_name(name, &cfg)?;
         let full = score(det.as_ref(), &model, NONE, RouteKind::Full, &xs)?;
         let sub = score(
@@ -435,7 +435,9 @@ fn route_registry_names_builds_and_refuses_what_it_cannot_run() -> TestResult {
         |k: DetectorKind| -> Result<Vec<RouteKind>, advdet::Error> { Ok(build(k, &cfg)?.routes_of(&RouteKind::ALL)) };
     // ODIN perturbs its input through the route's network: not on the second model's route, whose pass cannot re-run it
     assert_eq!(on(DetectorKind::Odin)?, RouteKind::ALL[..6]);
-    assert_eq!(on(DetectorKind::Msp)?, RouteKind::ALL);
+    for k in [DetectorKind::Msp, DetectorKind::Energy, DetectorKind::Maxlogit, DetectorKind::Gen] {
+        assert_eq!(on(k)?, RouteKind::ALL, "{k}");
+    }
     assert_eq!(on(DetectorKind::Lid)?, [RouteKind::Full]);
     assert_eq!(on(DetectorKind::Disagree)?, RouteKind::ALL[1..]);
     for k in DetectorKind::ALL {

@@ -117,7 +117,8 @@ fn the_temperature_control_matches_the_subnetworks_confidence_and_scales_every_f
     let (target, tempered) = (conf(&sub.logits)?, conf(&(full.logits.to_kind(Kind::Double) / t))?);
     assert!((tempered - target).abs() < 1e-6, "T {t}: {tempered} vs the subnetworks' {target}");
     // the route's pass and its forward on other inputs are the full model's logits over T
-    let route = routes::build(RouteKind::Temperature, &model, Resources { subnets: None, temperature: Some(t), second: None })?;
+    let route =
+        routes::build(RouteKind::Temperature, &model, Resources { subnets: None, temperature: Some(t), second: None })?;
     let xs = fit.narrow(0, 0, 32);
     let p = route.pass(&model, &xs, &Pass::run(&model, &xs, None))?.ok_or("no pass")?;
     let plain = model.forward_eval(&xs, None).1;

@@ -33,7 +33,8 @@ pub struct DetectArgs {
     /// Clean images (tensor `clean` or `images`), in the same order as --adv's adversarial images
     #[arg(long)]
     pub clean: Option<PathBuf>,
-    /// Comma-separated detector names (default: all of msp, entropy, margin, odin, kl, disagree, mahalanobis, lid, kdbu)
+    /// Comma-separated detector names (default: all of msp, entropy, margin, odin, kl, disagree, mahalanobis, lid,
+    /// kdbu, energy, maxlogit, gen)
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<DetectorKind>>,
     /// Comma-separated routes (the `mode` column): full, subnet, and the controls random-mask, union-mask, wrong-class,

@@ -2,12 +2,15 @@
 //! full model, the class subnetwork of Wang, Su, Zhang, Hu, arXiv 1910.02673, ...), and feature-based baselines
 //! fitted on clean training images. `eval` runs each route once per batch and hands its pass to every detector.
 pub mod disagree;
+pub mod energy;
 pub mod entropy;
+pub mod gen;
 pub mod kdbu;
 pub mod kl;
 pub mod lid;
 pub mod mahalanobis;
 pub mod margin;
+pub mod maxlogit;
 pub mod msp;
 pub mod odin;
 use crate::data::{Dataset, Split};
@@ -29,10 +32,13 @@ pub enum DetectorKind {
     Mahalanobis,
     Lid,
     Kdbu,
+    Energy,
+    Maxlogit,
+    Gen,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 9] = [
+    pub const ALL: [DetectorKind; 12] = [
         DetectorKind::Msp,
         DetectorKind::Entropy,
         DetectorKind::Margin,
@@ -42,6 +48,9 @@ impl DetectorKind {
         DetectorKind::Mahalanobis,
         DetectorKind::Lid,
         DetectorKind::Kdbu,
+        DetectorKind::Energy,
+        DetectorKind::Maxlogit,
+        DetectorKind::Gen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +64,9 @@ impl DetectorKind {
             DetectorKind::Mahalanobis => "mahalanobis",
             DetectorKind::Lid => "lid",
             DetectorKind::Kdbu => "kdbu",
+            DetectorKind::Energy => "energy",
+            DetectorKind::Maxlogit => "maxlogit",
+            DetectorKind::Gen => "gen",
         }
     }
 }
@@ -125,6 +137,8 @@ pub struct DetectorConfig {
     pub mahalanobis: mahalanobis::MahalanobisConfig,
     pub lid: lid::LidConfig,
     pub kdbu: kdbu::KdbuConfig,
+    pub energy: energy::EnergyConfig,
+    pub gen: gen::GenConfig,
     /// How many clean held-out training images the fitted detectors use (the last `fit_size` of the training split).
     pub fit_size: usize,
     /// Seed of the detectors' own randomness (the MC-dropout masks of KD+BU).
@@ -142,6 +156,8 @@ impl Default for DetectorConfig {
             mahalanobis: Default::default(),
             lid: Default::default(),
             kdbu: Default::default(),
+            energy: Default::default(),
+            gen: Default::default(),
             fit_size: 5000,
             seed: 0,
             class_normalise: false,
@@ -155,6 +171,8 @@ impl DetectorConfig {
         self.mahalanobis.validate()?;
         self.lid.validate()?;
         self.kdbu.validate()?;
+        self.energy.validate()?;
+        self.gen.validate()?;
         if self.fit_size < 20 {
             return Err(Error::config("fit_size", self.fit_size, "needs at least 20 clean training images"));
         }
@@ -175,6 +193,9 @@ pub fn build(kind: DetectorKind, cfg: &DetectorConfig) -> Result<Box<dyn Detecto
         DetectorKind::Mahalanobis => Box::new(mahalanobis::Mahalanobis::new(cfg.mahalanobis.clone(), cfg.fit_size)),
         DetectorKind::Lid => Box::new(lid::Lid::new(cfg.lid.clone(), cfg.fit_size)),
         DetectorKind::Kdbu => Box::new(kdbu::KdBu::new(cfg.kdbu.clone(), cfg.fit_size, cfg.seed)),
+        DetectorKind::Energy => Box::new(energy::Energy::new(cfg.energy.clone())),
+        DetectorKind::Maxlogit => Box::new(maxlogit::MaxLogit),
+        DetectorKind::Gen => Box::new(gen::Gen::new(cfg.gen.clone())),
     })
 }
 

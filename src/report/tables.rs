@@ -263,7 +263,8 @@ impl PaperTable {
         let has = |d: &str| self.columns.iter().any(|(c, _)| c == d);
         let mut baselines = String::new();
         if has("mahalanobis") {
-            baselines += " mahalanobis: Lee et al.'s class-conditional Gaussians on the penultimate layer only, without \
+            baselines +=
+                " mahalanobis: Lee et al.'s class-conditional Gaussians on the penultimate layer only, without \
                           their input preprocessing and their layer ensemble (both tuned on adversarial examples).";
         }
         if has("kdbu") {

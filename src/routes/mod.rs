@@ -130,6 +130,12 @@ impl Pass {
         Pass { logits, features, gates, temperature: None, graph: None }
     }
 
+    /// A pass from given outputs (no gates, no temperature, no graph): for tests and reference checks that score fixed
+    /// logits, never for the evaluation path.
+    pub fn from_outputs(logits: Tensor, features: Tensor) -> Pass {
+        Pass { logits, features, gates: None, temperature: None, graph: None }
+    }
+
     /// The full model's forward of `xs` with its logits divided by `temperature`.
     pub fn run_tempered(model: &Model, xs: &Tensor, temperature: f64) -> Pass {
         let (features, logits) = model.forward_eval(xs, None);
