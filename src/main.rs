@@ -41,7 +41,7 @@ enum Command {
     Detect(cli::detect::DetectArgs),
     /// Detection metrics (AUROC, AP, TPR@5%FPR, ...) of a label,score CSV, with bootstrap intervals and a ROC plot.
     Roc(cli::roc::RocArgs),
-    /// Adversarial examples for a split: FGSM, BIM, PGD, MI-FGSM, CW-L2, DeepFool or the adaptive attack.
+    /// Adversarial examples for a split: FGSM, BIM, PGD, MI-FGSM, CW-L2, DeepFool or subnet-ce.
     Attack(cli::attack::AttackArgs),
 }
 

@@ -140,6 +140,23 @@ pub struct JobRecord {
     /// suites had variants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<VariantRecord>,
+    /// The detector and mode an adaptive attack attacked, and the operating point it was held to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetRecord>,
+}
+
+/// What an adaptive job attacked: the detector on the mode, at `threshold` with the clean scores' `scale`; `curve` is
+/// the first batch's first descent per step: mean loss, share evading at the iterate, share evading at its best.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TargetRecord {
+    pub detector: String,
+    pub mode: String,
+    pub steer: String,
+    #[serde(with = "exact")]
+    pub threshold: f64,
+    #[serde(with = "exact")]
+    pub scale: f64,
+    pub curve: Vec<[f64; 3]>,
 }
 
 /// One (seed, lambda) of a suite: its model and its extraction.

@@ -143,7 +143,7 @@ fn every_attack_keeps_budget_range_and_lowers_accuracy() -> TestResult {
         spec(r#"{"name": "mifgsm", "eps": 0.2}"#)?,
         spec(r#"{"name": "cw-l2", "c": 10.0, "steps": 30, "binary_steps": 1}"#)?,
         spec(r#"{"name": "deepfool", "steps": 10}"#)?,
-        spec(r#"{"name": "adaptive", "eps": 0.2, "steps": 10, "kappa": 1.0}"#)?,
+        spec(r#"{"name": "subnet-ce", "eps": 0.2, "steps": 10, "kappa": 1.0}"#)?,
     ];
     for s in &specs {
         let start = std::time::Instant::now();
@@ -155,14 +155,14 @@ fn every_attack_keeps_budget_range_and_lowers_accuracy() -> TestResult {
 }
 
 #[test]
-fn adaptive_with_zero_weight_is_pgd_and_with_weight_keeps_the_subnet_confident() -> TestResult {
+fn subnet_ce_with_zero_weight_is_pgd_and_with_weight_keeps_the_subnet_confident() -> TestResult {
     let (model, xs, ys) = mnist_and_lenet(64)?;
     let subnets = half_fc_subnets(&model);
-    let zero_weight = spec(r#"{"name": "adaptive", "eps": 0.2, "steps": 10, "kappa": 0.0}"#)?;
+    let zero_weight = spec(r#"{"name": "subnet-ce", "eps": 0.2, "steps": 10, "kappa": 0.0}"#)?;
     let zero = attacks::build(&zero_weight, Some(&subnets))?.perturb(&model, &xs, &ys)?;
     let pgd = Pgd { eps: 0.2, steps: 10, ..Pgd::linf() }.perturb(&model, &xs, &ys)?;
     assert!(zero.equal(&pgd), "kappa 0 is plain PGD-Linf");
-    let weighted = spec(r#"{"name": "adaptive", "eps": 0.2, "steps": 10, "kappa": 5.0}"#)?;
+    let weighted = spec(r#"{"name": "subnet-ce", "eps": 0.2, "steps": 10, "kappa": 5.0}"#)?;
     let adaptive = attacks::build(&weighted, Some(&subnets))?.perturb(&model, &xs, &ys)?;
     let subnet_ce = |adv: &Tensor| -> Result<f64, tch::TchError> {
         let _g = tch::no_grad_guard();
@@ -170,7 +170,7 @@ fn adaptive_with_zero_weight_is_pgd_and_with_weight_keeps_the_subnet_confident()
         f64::try_from(subnets.logits(&model, adv, &pred).cross_entropy_for_logits(&pred))
     };
     let (plain, adapted) = (subnet_ce(&pgd)?, subnet_ce(&adaptive)?);
-    assert!(adapted < plain, "subnet CE on the predicted class: adaptive {adapted} vs PGD {plain}");
+    assert!(adapted < plain, "subnet CE on the predicted class: subnet-ce {adapted} vs PGD {plain}");
     Ok(())
 }
 
@@ -214,7 +214,15 @@ fn bad_input_gives_clear_errors() -> TestResult {
     )?;
     config_error(with(r#"{"name": "bim", "steps": 0}"#), "steps")?;
     config_error(with(r#"{"name": "pgd-l2", "restarts": 3, "random_start": false}"#), "restarts")?;
-    assert!(matches!(with(r#"{"name": "adaptive"}"#), Err(advdet::Error::Missing(_))), "adaptive needs subnetworks");
+    assert!(matches!(with(r#"{"name": "subnet-ce"}"#), Err(advdet::Error::Missing(_))), "subnet-ce needs subnetworks");
+    // the adaptive attack needs a fitted detector and its threshold: only a suite builds it
+    config_error(with(r#"{"name": "adaptive", "detector": "msp", "mode": "full"}"#), "attack")?;
+    for bad in [r#"{"name": "adaptive", "weights": []}"#, r#"{"name": "adaptive", "weights": [1.0, -1.0]}"#] {
+        match spec(bad)?.validate() {
+            Err(advdet::Error::Config { field, .. }) if field == "weights" => {}
+            other => return Err(format!("{bad}: expected an error naming weights, got {other:?}").into()),
+        }
+    }
     // a key the attack does not take, an unknown value or attack: parse errors naming them, by construction
     let parse_error = |json: &str| spec(json).err().map(|e| e.to_string()).unwrap_or_default();
     for (json, words) in [

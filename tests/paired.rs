@@ -190,7 +190,7 @@ fn roc_paired_rejects_bad_files() -> TestResult {
 
 #[test]
 fn the_heldout_threshold_is_the_fit_scores_95th_percentile_and_counts_both_classes_above_it() -> TestResult {
-    use advdet::eval::{heldout_thresholds, metric_rows, MetricSpec, Protocol};
+    use advdet::eval::{heldout_thresholds, metric_rows, MetricSpec, Protocol, Thresholds};
     use advdet::routes::RouteKind;
     // fit scores 0..99: the 95% quantile (linear interpolation) is 94.05
     let fit: Vec<f64> = (0..100).map(f64::from).collect();
@@ -212,13 +212,15 @@ fn the_heldout_threshold_is_the_fit_scores_95th_percentile_and_counts_both_class
         &pred_clean,
         &pred_adv,
         &spec,
-        Some(&heldout),
+        Some(Thresholds { heldout: &heldout, evasion: &[vec![96.5]] }),
     )?;
     let get = |m: &str| rows[0].metric(m).and_then(|v| v.point);
     assert_eq!(get(metrics::HELDOUT_TPR), Some(0.5));
     assert_eq!(get(metrics::HELDOUT_FPR), Some(0.5));
+    // evasion at its own threshold 96.5: of the 4 clean-correct images, 3 are misclassified and score at most 96.5
+    assert_eq!(get(metrics::EVASION), Some(0.75));
     let without =
         metric_rows(&["msp"], &[vec![RouteKind::Full]], &clean, &adv, &labels, &pred_clean, &pred_adv, &spec, None)?;
-    assert!(without[0].metric(metrics::HELDOUT_TPR).is_none());
+    assert!(without[0].metric(metrics::HELDOUT_TPR).is_none() && without[0].metric(metrics::EVASION).is_none());
     Ok(())
 }

@@ -73,6 +73,7 @@ fn job(index: usize, attack: &str, params: &str, shift: f64) -> JobRecord {
             model_accuracy: 0.99,
             kept_fraction: 0.35,
         }),
+        target: None,
     }
 }
 

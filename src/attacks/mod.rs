@@ -1,5 +1,6 @@
-//! Adversarial attacks behind one small trait: FGSM, BIM, PGD (Linf, L2), MI-FGSM, CW-L2, DeepFool and an adaptive
-//! attack on the class-specific subnetworks of Wang et al. (arXiv 1910.02673); inputs and outputs in [0, 1].
+//! Adversarial attacks behind one small trait: FGSM, BIM, PGD (Linf, L2), MI-FGSM, CW-L2, DeepFool, the adaptive attack
+//! on a detector at its threshold (`adaptive`), and `subnet-ce`, PGD that keeps the class-specific subnetwork (Wang et
+//! al., arXiv 1910.02673) of the new prediction confident; inputs and outputs in [0, 1].
 pub mod adaptive;
 pub mod bim;
 pub mod cw;
@@ -8,10 +9,11 @@ pub mod fgsm;
 pub mod mifgsm;
 pub mod pgd;
 mod spec;
+pub mod subnet_ce;
 mod summary;
 mod targeting;
 
-pub use adaptive::Adaptive;
+pub use adaptive::{Adaptive, AdaptiveConfig, DetectorTarget, Steer};
 pub use bim::Bim;
 pub use cw::CwL2;
 pub use deepfool::DeepFool;
@@ -19,9 +21,10 @@ pub use fgsm::Fgsm;
 pub use mifgsm::MiFgsm;
 pub use pgd::Pgd;
 pub use spec::{
-    build, AdaptiveSpec, AttackSpec, BimSpec, CwSpec, DeepFoolSpec, FgsmSpec, MiFgsmSpec, PgdSpec, Targeted,
-    ATTACK_NAMES,
+    build, AdaptiveSpec, AttackSpec, BimSpec, CwSpec, DeepFoolSpec, FgsmSpec, MiFgsmSpec, PgdSpec, SubnetCeSpec,
+    Targeted, ATTACK_NAMES,
 };
+pub use subnet_ce::SubnetCe;
 pub use summary::{AttackOutcome, AttackSummary};
 pub use targeting::Targeting;
 

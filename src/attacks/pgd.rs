@@ -75,32 +75,38 @@ impl Pgd {
     /// Projected steps from `start` around `images`, ascending `obj`.
     pub(crate) fn iterate(&self, images: &Tensor, start: Tensor, obj: &dyn Objective) -> Result<Tensor> {
         let mut adv = start;
-        let bsz = images.size()[0];
         for _ in 0..self.steps {
             let grad = input_grad(&adv, |x| obj.cost(x))?;
-            adv = match self.norm {
-                Norm::Linf => {
-                    let stepped = &adv + grad.sign() * self.alpha;
-                    let delta = (&stepped - images).clamp(-self.eps, self.eps);
-                    (images + delta).clamp(0.0, 1.0)
-                }
-                Norm::L2 => {
-                    let norms = grad.view([bsz, -1]).norm_scalaropt_dim(2, [1], false) + 1e-10;
-                    let grad = grad / norms.view([bsz, 1, 1, 1]);
-                    let stepped = &adv + grad * self.alpha;
-                    let delta = &stepped - images;
-                    let dnorms = delta.view([bsz, -1]).norm_scalaropt_dim(2, [1], false);
-                    let factor = (dnorms.reciprocal() * self.eps).minimum(&dnorms.ones_like());
-                    (images + delta * factor.view([-1, 1, 1, 1])).clamp(0.0, 1.0)
-                }
-            };
+            adv = self.step(images, &adv, &grad);
         }
         Ok(adv)
     }
 
+    /// One step of `alpha` from `adv` up the gradient `grad` (its sign in Linf, its direction in L2), projected onto the
+    /// eps ball around `images` and onto [0, 1]. A descent passes the negated gradient.
+    pub(crate) fn step(&self, images: &Tensor, adv: &Tensor, grad: &Tensor) -> Tensor {
+        let bsz = images.size()[0];
+        match self.norm {
+            Norm::Linf => {
+                let stepped = adv + grad.sign() * self.alpha;
+                let delta = (&stepped - images).clamp(-self.eps, self.eps);
+                (images + delta).clamp(0.0, 1.0)
+            }
+            Norm::L2 => {
+                let norms = grad.view([bsz, -1]).norm_scalaropt_dim(2, [1], false) + 1e-10;
+                let grad = grad / norms.view([bsz, 1, 1, 1]);
+                let stepped = adv + grad * self.alpha;
+                let delta = &stepped - images;
+                let dnorms = delta.view([bsz, -1]).norm_scalaropt_dim(2, [1], false);
+                let factor = (dnorms.reciprocal() * self.eps).minimum(&dnorms.ones_like());
+                (images + delta * factor.view([-1, 1, 1, 1])).clamp(0.0, 1.0)
+            }
+        }
+    }
+
     /// A random start for restart `restart` of samples `offset..`: uniform in the Linf ball, or torchattacks' L2
     /// start (a Gaussian direction scaled to a uniform fraction of eps), clipped to [0, 1].
-    fn random_start(&self, images: &Tensor, restart: usize, offset: usize) -> Tensor {
+    pub fn random_start(&self, images: &Tensor, restart: usize, offset: usize) -> Tensor {
         let size = images.size();
         let per: usize = size[1..].iter().product::<i64>() as usize;
         let mut noise = vec![0f32; size[0] as usize * per];

@@ -1,7 +1,8 @@
 //! Attack descriptions as written in suite files (TOML) and on the command line: one variant per attack, each with
 //! exactly the fields that attack takes (so a key the attack does not take is a parse error naming the key), and
 //! `build`, which turns one into a validated attack whose unset parameters take the published defaults of its paper.
-use super::{adaptive, Adaptive, Attack, Bim, CwL2, DeepFool, Fgsm, MiFgsm, Pgd, Targeting};
+use super::adaptive::{AdaptiveConfig, Steer};
+use super::{subnet_ce, Attack, Bim, CwL2, DeepFool, Fgsm, MiFgsm, Norm, Pgd, SubnetCe, Targeting};
 use crate::error::{Error, Result};
 use crate::subnet::Subnets;
 
@@ -88,10 +89,49 @@ pub struct DeepFoolSpec {
     pub overshoot: Option<f64>,
 }
 
-/// PGD-Linf on the full model's loss plus `kappa` times the predicted class subnetwork's.
+/// The adaptive attack on one detector (`detector`) on one route (`mode`) at its threshold; a suite writes lists (or
+/// `"all"`) for `detector`, `mode` and `steer`, and they expand into one job per combination. Its threshold and the
+/// detector come from the suite's scoring, so it runs only in a suite.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptiveSpec {
+    pub detector: Option<String>,
+    pub mode: Option<String>,
+    pub norm: Option<Norm>,
+    pub eps: Option<f64>,
+    pub alpha: Option<f64>,
+    pub steps: Option<usize>,
+    pub restarts: Option<usize>,
+    pub weights: Option<Vec<f64>>,
+    pub kappa: Option<f64>,
+    pub steer: Option<Steer>,
+    pub seed: Option<u64>,
+}
+
+impl AdaptiveSpec {
+    /// The attack's configuration, defaults filled in (`AdaptiveConfig::new`; alpha follows eps and steps), validated.
+    pub fn config(&self) -> Result<AdaptiveConfig> {
+        let d = AdaptiveConfig::new(self.norm.unwrap_or(Norm::Linf), self.eps.unwrap_or(0.3));
+        let steps = self.steps.unwrap_or(d.steps);
+        let c = AdaptiveConfig {
+            alpha: self.alpha.unwrap_or_else(|| Pgd::l2_alpha(d.eps, steps)),
+            steps,
+            restarts: self.restarts.unwrap_or(d.restarts),
+            weights: self.weights.clone().unwrap_or(d.weights.clone()),
+            kappa: self.kappa.unwrap_or(d.kappa),
+            steer: self.steer.unwrap_or(d.steer),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// PGD-Linf on the full model's loss plus `kappa` times the predicted class subnetwork's (`subnet-ce`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetCeSpec {
     pub eps: Option<f64>,
     pub alpha: Option<f64>,
     pub steps: Option<usize>,
@@ -120,11 +160,14 @@ pub enum AttackSpec {
     CwL2(CwSpec),
     #[serde(rename = "deepfool")]
     DeepFool(DeepFoolSpec),
+    #[serde(rename = "subnet-ce")]
+    SubnetCe(SubnetCeSpec),
     #[serde(rename = "adaptive")]
     Adaptive(AdaptiveSpec),
 }
 
-pub const ATTACK_NAMES: [&str; 8] = ["fgsm", "bim", "pgd-linf", "pgd-l2", "mifgsm", "cw-l2", "deepfool", "adaptive"];
+pub const ATTACK_NAMES: [&str; 9] =
+    ["fgsm", "bim", "pgd-linf", "pgd-l2", "mifgsm", "cw-l2", "deepfool", "subnet-ce", "adaptive"];
 
 fn targeting(targeted: Option<Targeted>, seed: Option<u64>) -> Targeting {
     match targeted {
@@ -156,7 +199,7 @@ impl PgdSpec {
     }
 }
 
-impl AdaptiveSpec {
+impl SubnetCeSpec {
     fn pgd(&self) -> Pgd {
         let p = PgdSpec {
             eps: self.eps,
@@ -182,6 +225,7 @@ impl AttackSpec {
             AttackSpec::MiFgsm(_) => "mifgsm",
             AttackSpec::CwL2(_) => "cw-l2",
             AttackSpec::DeepFool(_) => "deepfool",
+            AttackSpec::SubnetCe(_) => "subnet-ce",
             AttackSpec::Adaptive(_) => "adaptive",
         }
     }
@@ -195,6 +239,7 @@ impl AttackSpec {
             AttackSpec::MiFgsm(s) => Some(&mut s.seed),
             AttackSpec::CwL2(s) => Some(&mut s.seed),
             AttackSpec::DeepFool(_) => None,
+            AttackSpec::SubnetCe(s) => Some(&mut s.seed),
             AttackSpec::Adaptive(s) => Some(&mut s.seed),
         }
     }
@@ -207,75 +252,83 @@ impl AttackSpec {
         self
     }
 
-    /// Checks the fields' values without building (an adaptive attack needs no subnetworks here).
+    /// Checks the fields' values without building (`subnet-ce` needs no subnetworks here, `adaptive` no detector).
     pub fn validate(&self) -> Result<()> {
-        if let AttackSpec::Adaptive(s) = self {
-            return adaptive::check(&s.pgd(), s.kappa.unwrap_or(1.0));
+        match self {
+            AttackSpec::SubnetCe(s) => subnet_ce::check(&s.pgd(), s.kappa.unwrap_or(1.0)),
+            AttackSpec::Adaptive(s) => s.config().map(drop),
+            _ => build(self, None).map(drop),
         }
-        build(self, None).map(|_| ())
     }
 }
 
-/// The attack `spec` describes, validated; `subnets` is needed by (only) the adaptive attack.
+/// The attack `spec` describes, validated; `subnets` is needed by (only) `subnet-ce`; `adaptive` is built by the suite.
 pub fn build(spec: &AttackSpec, subnets: Option<&Subnets>) -> Result<Box<dyn Attack>> {
-    let attack: Box<dyn Attack> = match spec {
-        AttackSpec::Fgsm(s) => Box::new(s.build()?),
-        AttackSpec::Bim(s) => {
-            let d = Bim::default();
-            let eps = s.eps.unwrap_or(d.eps);
-            let steps = s.steps.unwrap_or_else(|| Bim::kurakin_steps(eps));
-            let a = Bim { eps, alpha: s.alpha.unwrap_or(d.alpha), steps, targeting: targeting(s.targeted, s.seed) };
-            a.validate()?;
-            Box::new(a)
-        }
-        AttackSpec::PgdLinf(s) | AttackSpec::PgdL2(s) => {
-            let a = s.pgd(if matches!(spec, AttackSpec::PgdL2(_)) { Pgd::l2() } else { Pgd::linf() });
-            a.validate()?;
-            Box::new(a)
-        }
-        AttackSpec::MiFgsm(s) => {
-            let d = MiFgsm::default();
-            let eps = s.eps.unwrap_or(d.eps);
-            let steps = s.steps.unwrap_or(d.steps);
-            let alpha = s.alpha.unwrap_or(eps / steps.max(1) as f64);
-            let decay = s.decay.unwrap_or(d.decay);
-            let a = MiFgsm { eps, alpha, steps, decay, targeting: targeting(s.targeted, s.seed) };
-            a.validate()?;
-            Box::new(a)
-        }
-        AttackSpec::CwL2(s) => {
-            let d = CwL2::default();
-            let a = CwL2 {
-                c: s.c.unwrap_or(d.c),
-                kappa: s.kappa.unwrap_or(d.kappa),
-                steps: s.steps.unwrap_or(d.steps),
-                lr: s.lr.unwrap_or(d.lr),
-                binary_steps: s.binary_steps.unwrap_or(d.binary_steps),
-                abort_early: d.abort_early,
-                targeting: targeting(s.targeted, s.seed),
-            };
-            a.validate()?;
-            Box::new(a)
-        }
-        AttackSpec::DeepFool(s) => {
-            let d = DeepFool::default();
-            let a = DeepFool { steps: s.steps.unwrap_or(d.steps), overshoot: s.overshoot.unwrap_or(d.overshoot) };
-            a.validate()?;
-            Box::new(a)
-        }
-        AttackSpec::Adaptive(s) => {
-            let sub = subnets.ok_or_else(|| {
-                Error::Missing("attack adaptive needs the model's subnetworks (--subnets FILE)".into())
-            })?;
-            let subnets = Subnets {
-                layout: sub.layout.clone(),
-                gates: sub.gates.shallow_clone(),
-                masks: sub.masks.shallow_clone(),
-            };
-            let a = Adaptive { pgd: s.pgd(), weight: s.kappa.unwrap_or(1.0), subnets };
-            a.validate()?;
-            Box::new(a)
-        }
-    };
+    let attack: Box<dyn Attack> =
+        match spec {
+            AttackSpec::Fgsm(s) => Box::new(s.build()?),
+            AttackSpec::Bim(s) => {
+                let d = Bim::default();
+                let eps = s.eps.unwrap_or(d.eps);
+                let steps = s.steps.unwrap_or_else(|| Bim::kurakin_steps(eps));
+                let a = Bim { eps, alpha: s.alpha.unwrap_or(d.alpha), steps, targeting: targeting(s.targeted, s.seed) };
+                a.validate()?;
+                Box::new(a)
+            }
+            AttackSpec::PgdLinf(s) | AttackSpec::PgdL2(s) => {
+                let a = s.pgd(if matches!(spec, AttackSpec::PgdL2(_)) { Pgd::l2() } else { Pgd::linf() });
+                a.validate()?;
+                Box::new(a)
+            }
+            AttackSpec::MiFgsm(s) => {
+                let d = MiFgsm::default();
+                let eps = s.eps.unwrap_or(d.eps);
+                let steps = s.steps.unwrap_or(d.steps);
+                let alpha = s.alpha.unwrap_or(eps / steps.max(1) as f64);
+                let decay = s.decay.unwrap_or(d.decay);
+                let a = MiFgsm { eps, alpha, steps, decay, targeting: targeting(s.targeted, s.seed) };
+                a.validate()?;
+                Box::new(a)
+            }
+            AttackSpec::CwL2(s) => {
+                let d = CwL2::default();
+                let a = CwL2 {
+                    c: s.c.unwrap_or(d.c),
+                    kappa: s.kappa.unwrap_or(d.kappa),
+                    steps: s.steps.unwrap_or(d.steps),
+                    lr: s.lr.unwrap_or(d.lr),
+                    binary_steps: s.binary_steps.unwrap_or(d.binary_steps),
+                    abort_early: d.abort_early,
+                    targeting: targeting(s.targeted, s.seed),
+                };
+                a.validate()?;
+                Box::new(a)
+            }
+            AttackSpec::DeepFool(s) => {
+                let d = DeepFool::default();
+                let a = DeepFool { steps: s.steps.unwrap_or(d.steps), overshoot: s.overshoot.unwrap_or(d.overshoot) };
+                a.validate()?;
+                Box::new(a)
+            }
+            AttackSpec::Adaptive(_) => return Err(Error::config(
+                "attack",
+                "adaptive",
+                "the adaptive attack needs a fitted detector and its threshold: run it in a suite ([[attack]] name = \
+                 \"adaptive\" with detector and mode)",
+            )),
+            AttackSpec::SubnetCe(s) => {
+                let sub = subnets.ok_or_else(|| {
+                    Error::Missing("attack subnet-ce needs the model's subnetworks (--subnets FILE)".into())
+                })?;
+                let subnets = Subnets {
+                    layout: sub.layout.clone(),
+                    gates: sub.gates.shallow_clone(),
+                    masks: sub.masks.shallow_clone(),
+                };
+                let a = SubnetCe { pgd: s.pgd(), weight: s.kappa.unwrap_or(1.0), subnets };
+                a.validate()?;
+                Box::new(a)
+            }
+        };
     Ok(attack)
 }

@@ -20,13 +20,14 @@ pub struct AttackArgs {
     /// Attack only the first N images of the split, in file order
     #[arg(long)]
     pub limit: Option<usize>,
-    /// fgsm, bim, pgd-linf, pgd-l2, mifgsm, cw-l2, deepfool or adaptive
+    /// fgsm, bim, pgd-linf, pgd-l2, mifgsm, cw-l2, deepfool or subnet-ce (the adaptive attack on a detector runs in a
+    /// suite: it needs the fitted detector and its threshold)
     #[arg(long)]
     pub attack: String,
     /// Perturbation budget in the attack's norm, pixels in [0, 1] (default: the attack's MNIST value, e.g. 0.3 for PGD-Linf)
     #[arg(long)]
     pub eps: Option<f64>,
-    /// Step size of the iterative attacks (BIM, PGD, MI-FGSM, adaptive)
+    /// Step size of the iterative attacks (BIM, PGD, MI-FGSM, subnet-ce)
     #[arg(long)]
     pub alpha: Option<f64>,
     /// Iterations (CW-L2: Adam steps per binary-search step; DeepFool: the most iterations)
@@ -44,7 +45,7 @@ pub struct AttackArgs {
     /// CW-L2's initial trade-off constant c (then searched per sample)
     #[arg(long)]
     pub c: Option<f64>,
-    /// CW's confidence margin; the subnet-term weight of the adaptive attack
+    /// CW's confidence margin; the subnet-term weight of subnet-ce
     #[arg(long)]
     pub kappa: Option<f64>,
     /// CW-L2's Adam learning rate
@@ -62,7 +63,7 @@ pub struct AttackArgs {
     /// Seed of random starts and random targets
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Subnetworks of the model (.safetensors from the subnet stage), for the adaptive attack
+    /// Subnetworks of the model (.safetensors from the subnet stage), for subnet-ce
     #[arg(long)]
     pub subnets: Option<PathBuf>,
     /// Images per batch

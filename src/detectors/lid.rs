@@ -116,7 +116,8 @@ impl Detector for Lid {
 
     fn score(&self, v: &View) -> Result<Tensor> {
         let layers = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
-        let _guard = tch::no_grad_guard();
+        // no guard: on a pass that carries a graph (the adaptive attack) the score is differentiable, the neighbours
+        // of each step chosen by `topk` and the gradient flowing through their distances
         let (f, l) = (&v.route.features, &v.route.logits);
         Ok(self.combined(layers, &[f.to_kind(Kind::Double), l.to_kind(Kind::Double)]))
     }

@@ -149,16 +149,33 @@ impl Detector for Mahalanobis {
     fn wants_input_grad(&self) -> bool {
         self.cfg.magnitude != 0.0
     }
+    /// The distance to the steered class's mean, which bounds the distance to the closest mean from above: descending
+    /// the minimum instead pulls an image between two classes towards its label's mean, and back to its label.
+    fn steered_score(&self, v: &View, steer: &Tensor) -> Option<Result<Tensor>> {
+        let g = match self.fitted.as_ref() {
+            Some(g) => g,
+            None => return Some(Err(not_fitted(self.name()))),
+        };
+        let feats = match self.cfg.magnitude == 0.0 {
+            true => Ok(v.route.features.shallow_clone()),
+            false => v
+                .route
+                .input_grad(v.model, v.xs, |features, _| g.min_distance(features).sum(Kind::Double))
+                .map(|grad| v.route.forward(v.model, &(v.xs - (grad.sign() * self.cfg.magnitude).detach())).0),
+        };
+        Some(feats.map(|f| g.distances(&f).gather(1, &steer.view([-1, 1]), false).squeeze_dim(1)))
+    }
+
     fn score(&self, v: &View) -> Result<Tensor> {
         let g = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
+        // no guard: on a pass that carries a graph (the adaptive attack) the score stays differentiable
         if self.cfg.magnitude == 0.0 {
-            let _guard = tch::no_grad_guard();
             return Ok(g.min_distance(&v.route.features));
         }
-        // Lee et al.: step against the gradient of the distance to the closest class mean
+        // Lee et al.: step against the gradient of the distance to the closest class mean (a constant step for an
+        // attack differentiating through it: BPDA)
         let grad = v.route.input_grad(v.model, v.xs, |features, _| g.min_distance(features).sum(Kind::Double))?;
-        let x = (v.xs.detach() - grad.sign() * self.cfg.magnitude).detach();
-        let _guard = tch::no_grad_guard();
+        let x = v.xs - (grad.sign() * self.cfg.magnitude).detach();
         Ok(g.min_distance(&v.route.forward(v.model, &x).0))
     }
 }

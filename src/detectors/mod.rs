@@ -127,6 +127,12 @@ pub trait Detector {
     }
     /// One score per image of the batch, `[batch]` (any float kind, any device); `eval` checks that each is finite.
     fn score(&self, v: &View) -> Result<Tensor>;
+    /// For the adaptive attack, which steers image i to class `steer[i]`: a differentiable upper bound of `score` in
+    /// its units that keeps the image in that class, where descending `score` itself would pull it to another class
+    /// (`None`: the attack descends `score`). The attack judges evasion by `score`.
+    fn steered_score(&self, _v: &View, _steer: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
 }
 
 /// Every detector's parameters; `Default` holds the published values (see each detector's config).

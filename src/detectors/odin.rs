@@ -38,6 +38,7 @@ impl OdinConfig {
 /// Score `1 - max_c softmax(f(x~) / T)_c` with `x~ = x + epsilon * sign(grad_x log softmax(f(x) / T)_y^)`, y^ the
 /// network's own top class, f the route's network (for the subnet route: the subnetwork of the class the full
 /// model predicts for the clean input x). Gradients are taken with respect to the input only, never the parameters.
+/// On a pass that carries a graph (the adaptive attack) the score is differentiable in x, the step held constant.
 #[derive(Debug, Clone)]
 pub struct Odin {
     cfg: OdinConfig,
@@ -66,8 +67,8 @@ impl Detector for Odin {
             let top = logits.argmax(-1, true);
             logits.log_softmax(-1, Kind::Float).gather(1, &top, false).sum(Kind::Float)
         })?;
-        let x = (v.xs.detach() + g.sign() * self.cfg.epsilon).detach();
-        let _guard = tch::no_grad_guard();
+        // the step is a constant (BPDA: the identity on the backward pass), so an attack differentiates through f(x~)
+        let x = v.xs + (g.sign() * self.cfg.epsilon).detach();
         let logits = v.route.forward(v.model, &x).1.to_kind(Kind::Double) / t;
         Ok(one_minus_max_softmax(&logits))
     }

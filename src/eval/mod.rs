@@ -7,7 +7,7 @@ mod rows;
 
 pub use normalise::ClassStats;
 pub use protocol::{fit_split, protocol_sets, Protocol, ScoredSet};
-pub use rows::{heldout_thresholds, metric_rows, metric_values, MetricSpec};
+pub use rows::{heldout_thresholds, metric_rows, metric_values, MetricSpec, Thresholds};
 
 use crate::detectors::{finite_scores, Detector, View};
 use crate::error::{Error, Result};

@@ -61,11 +61,20 @@ pub fn heldout_thresholds(fit: &[Vec<Vec<f64>>]) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// The thresholds rows are read at, per detector and route.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds<'a> {
+    /// From `heldout_thresholds` (NaN where there is none): `tpr_at_fpr_5_heldout` and `test_fpr_at_heldout_threshold`.
+    pub heldout: &'a [Vec<f64>],
+    /// The operating thresholds of `evasion_at_fpr_5`.
+    pub evasion: &'a [Vec<f64>],
+}
+
 /// One row per (detector, route, protocol), in that order. `routes[d]` are detector `d`'s routes, `clean[d][r]` and
 /// `adv[d][r]` its scores on them; image `i` has true class `labels[i]` and predictions `pred_clean[i]`,
-/// `pred_adv[i]`. With `heldout[d][r]`, the threshold from `heldout_thresholds`, each row also gets
-/// `tpr_at_fpr_5_heldout` and `test_fpr_at_heldout_threshold`: the shares of its positives and of its negatives scoring
-/// above it.
+/// `pred_adv[i]`. With `thresholds`, each row also gets `tpr_at_fpr_5_heldout` and `test_fpr_at_heldout_threshold`
+/// (the shares of its positives and of its negatives scoring above the held-out threshold) and `evasion_at_fpr_5`
+/// (over every clean-correct image, whatever the protocol).
 #[allow(clippy::too_many_arguments)]
 pub fn metric_rows(
     detectors: &[&str],
@@ -76,8 +85,9 @@ pub fn metric_rows(
     pred_clean: &[i64],
     pred_adv: &[i64],
     spec: &MetricSpec,
-    heldout: Option<&[Vec<f64>]>,
+    thresholds: Option<Thresholds>,
 ) -> Result<Vec<RowRecord>> {
+    let correct: Vec<usize> = (0..labels.len()).filter(|&i| pred_clean[i] == labels[i]).collect();
     let mut rows = Vec::new();
     for (d, name) in detectors.iter().enumerate() {
         let pairs: Vec<_> = (0..routes[d].len())
@@ -93,7 +103,7 @@ pub fn metric_rows(
                 let set: &ScoredSet = ScoredSet::pick(&pairs[r], protocol);
                 let (n_neg, n_pos) = set.counts();
                 let mut metrics = metric_values(&set.labels, &set.scores, spec.bootstrap, spec.seed)?;
-                if let Some(t) = heldout.map(|h| h[d][r]).filter(|t| !t.is_nan()) {
+                if let Some(t) = thresholds.map(|h| h.heldout[d][r]).filter(|t| !t.is_nan()) {
                     let above = |class: bool, n: usize| {
                         let k = set.labels.iter().zip(&set.scores).filter(|(&l, &s)| l == class && s > t).count();
                         (n > 0).then(|| k as f64 / n as f64)
@@ -103,6 +113,12 @@ pub fn metric_rows(
                     {
                         metrics.push(MetricValue { name: name.to_string(), point, lo: None, hi: None });
                     }
+                }
+                if let Some(t) = thresholds.map(|h| h.evasion[d][r]).filter(|t| !t.is_nan()) {
+                    let scores = &adv[d][r];
+                    let evaded = correct.iter().filter(|&&i| pred_adv[i] != labels[i] && scores[i] <= t).count();
+                    let point = (!correct.is_empty()).then(|| evaded as f64 / correct.len() as f64);
+                    metrics.push(MetricValue { name: metrics::EVASION.to_string(), point, lo: None, hi: None });
                 }
                 let roc = match n_pos > 0 && n_neg > 0 {
                     true => metrics::roc_curve(&set.labels, &set.scores).ok().map(|r| Curve::thinned(&r.fpr, &r.tpr)),

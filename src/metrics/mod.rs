@@ -19,6 +19,10 @@ use roc::{Sorted, Unit};
 pub const HELDOUT_TPR: &str = "tpr_at_fpr_5_heldout";
 /// The test set's FPR at that same held-out threshold: how far the 5% it was fixed at holds on the test images.
 pub const HELDOUT_FPR: &str = "test_fpr_at_heldout_threshold";
+/// The share of the attacked images the full model classified correctly when clean whose attack succeeded (the
+/// prediction left the label) and whose score stays at or below the detector's operating threshold (5% FPR on clean
+/// held-out images; `suite::scoring::operating_points`): what an attacker gets past the deployed detector.
+pub const EVASION: &str = "evasion_at_fpr_5";
 
 pub const METRIC_NAMES: [&str; 6] =
     ["auroc", "ap_adv", "ap_clean", "tpr_at_fpr_5", "fpr_at_tpr_95", "detection_accuracy"];

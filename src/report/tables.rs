@@ -48,6 +48,12 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
         ),
         Column::new("attack".into(), text(&|j, _| j.attack.clone())),
         Column::new("params".into(), text(&|j, _| j.params.clone())),
+        // what an adaptive job attacked (empty for the other attacks)
+        Column::new(
+            "target_detector".into(),
+            text(&|j, _| j.target.as_ref().map_or(String::new(), |t| t.detector.clone())),
+        ),
+        Column::new("target_mode".into(), text(&|j, _| j.target.as_ref().map_or(String::new(), |t| t.mode.clone()))),
         Column::new("detector".into(), text(&|_, r| r.detector.clone())),
         Column::new("mode".into(), text(&|_, r| r.mode.clone())),
         Column::new("protocol".into(), text(&|_, r| r.protocol.clone())),
@@ -69,7 +75,7 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
         cols.push(Column::new(format!("{m}_lo").into(), get(|v| v.lo)));
         cols.push(Column::new(format!("{m}_hi").into(), get(|v| v.hi)));
     }
-    for name in [crate::metrics::HELDOUT_TPR, crate::metrics::HELDOUT_FPR] {
+    for name in [crate::metrics::HELDOUT_TPR, crate::metrics::HELDOUT_FPR, crate::metrics::EVASION] {
         let values: Vec<Option<f64>> = rows.iter().map(|(_, r)| r.metric(name).and_then(|v| v.point)).collect();
         cols.push(Column::new(name.into(), values));
     }

@@ -105,8 +105,10 @@ pub struct Resources<'a> {
 }
 
 /// One forward pass of a batch along a route (eval mode): logits, penultimate features and, for gated routes, the
-/// per-sample gates it applied. `logits` and `features` never carry a graph; a pass run with `with_graph` also keeps
-/// its input and graph, so detectors that need the input gradient take it from this same forward.
+/// per-sample gates it applied. In evaluation `logits` and `features` never carry a graph; a pass run with
+/// `with_graph` also keeps its input and graph, so detectors that need the input gradient take it from this same
+/// forward. The adaptive attack runs passes with gradients on over an input that requires its gradient: there the
+/// logits and features carry the graph, and a detector's `score` of them is the differentiable score it attacks.
 pub struct Pass {
     pub logits: Tensor,
     pub features: Tensor,
@@ -191,6 +193,13 @@ pub trait Route {
     fn kind(&self) -> RouteKind;
     /// The route's pass over `xs` (no gradient), given the full model's pass `full` over the same images.
     fn pass(&self, model: &Model, xs: &Tensor, full: &Pass) -> Result<Option<Pass>>;
+    /// The route's pass with the class it routes by fixed to `classes` (`[B]`) instead of the full model's prediction:
+    /// the adaptive attack's stand-in for that piecewise-constant choice (it steers each image to a class and attacks
+    /// that class's route, which is the route the image takes once the full model predicts the class). Default: `pass`
+    /// (routes that pick no mask by the predicted class).
+    fn pass_as(&self, model: &Model, xs: &Tensor, full: &Pass, _classes: &Tensor) -> Result<Option<Pass>> {
+        self.pass(model, xs, full)
+    }
 }
 
 /// The route `kind`, checked against the model and the resources it needs (an error names what is missing).

@@ -53,7 +53,10 @@ impl Route for RandomMask {
         RouteKind::RandomMask
     }
     fn pass(&self, model: &Model, xs: &Tensor, full: &Pass) -> Result<Option<Pass>> {
-        let pred = full.logits.argmax(-1, false).to_device(self.masks.device());
-        Ok(Some(Pass::run(model, xs, Some(self.masks.index_select(0, &pred).to_device(model.device())))))
+        self.pass_as(model, xs, full, &full.logits.argmax(-1, false))
+    }
+    fn pass_as(&self, model: &Model, xs: &Tensor, _full: &Pass, classes: &Tensor) -> Result<Option<Pass>> {
+        let classes = classes.to_device(self.masks.device());
+        Ok(Some(Pass::run(model, xs, Some(self.masks.index_select(0, &classes).to_device(model.device())))))
     }
 }

@@ -37,7 +37,10 @@ impl Route for ClassSubnet<'_> {
         RouteKind::Subnet
     }
     fn pass(&self, model: &Model, xs: &Tensor, full: &Pass) -> Result<Option<Pass>> {
-        let gates = self.subnets.gates_for(&full.logits.argmax(-1, false)).to_device(model.device());
+        self.pass_as(model, xs, full, &full.logits.argmax(-1, false))
+    }
+    fn pass_as(&self, model: &Model, xs: &Tensor, _full: &Pass, classes: &Tensor) -> Result<Option<Pass>> {
+        let gates = self.subnets.gates_for(classes).to_device(model.device());
         Ok(Some(Pass::run(model, xs, Some(gates))))
     }
 }

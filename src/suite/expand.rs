@@ -15,10 +15,111 @@ fn attack_key(e: &Error) -> &str {
     }
 }
 
-/// One job per attack entry and eps value, in file order.
-pub(crate) fn expand_attacks(loc: &Locator, entries: Vec<toml::Table>, seed: u64) -> Result<Vec<Job>> {
+/// What an adaptive entry may target: the suite's detectors, its modes and whether scores are normalised per class.
+pub(crate) struct Targets<'a> {
+    pub detectors: &'a [DetectorKind],
+    pub modes: &'a [RouteKind],
+    pub config: &'a DetectorConfig,
+}
+
+/// A string or a list of strings under `key` of an `[[attack]]` entry, removed from it; `None` when absent.
+fn string_list(loc: &Locator, t: &mut toml::Table, n: usize, key: &str) -> Result<Option<Vec<String>>> {
+    let bad = |msg: &str| loc.error_section("[attack]", n, Some(key), msg);
+    match t.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(vec![s])),
+        Some(toml::Value::Array(a)) if a.is_empty() => Err(bad("empty list: give at least one value")),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(&format!("{v} is not a string"))))
+            .collect::<Result<Vec<_>>>()
+            .map(Some),
+        Some(v) => Err(bad(&format!("{v}: expected a string or a list of strings"))),
+    }
+}
+
+/// An adaptive entry's (detector, mode, steer) combinations, each checked against the suite: the detector is one the
+/// suite scores, the mode one it scores on and the detector runs on (`"all"` for either: every pair that runs), and
+/// per-class normalisation is off (the attack reads raw scores).
+fn adaptive_targets(
+    loc: &Locator,
+    t: &mut toml::Table,
+    n: usize,
+    targets: &Targets,
+) -> Result<Vec<(String, String, Option<String>)>> {
+    let err = |key: &str, msg: &str| loc.error_section("[attack]", n, Some(key), msg);
+    if targets.config.class_normalise {
+        return Err(err("name", "the adaptive attack reads raw scores: it cannot run with detectors.class_normalise"));
+    }
+    let detectors = string_list(loc, t, n, "detector")?
+        .ok_or_else(|| err("detector", "missing: the detector to attack (a name, a list, or \"all\")"))?;
+    let modes = string_list(loc, t, n, "mode")?
+        .ok_or_else(|| err("mode", "missing: the mode to attack it on (a name, a list, or \"all\")"))?;
+    let steers = string_list(loc, t, n, "steer")?;
+    let dets: Vec<DetectorKind> = match detectors.as_slice() {
+        [all] if all == "all" => targets.detectors.to_vec(),
+        names => names
+            .iter()
+            .map(|d| {
+                let kind: DetectorKind = d.parse().map_err(|e: Error| err("detector", &e.to_string()))?;
+                match targets.detectors.contains(&kind) {
+                    true => Ok(kind),
+                    false => Err(err("detector", &format!("{d} is not among the suite's [detectors] names"))),
+                }
+            })
+            .collect::<Result<_>>()?,
+    };
+    let all_modes = matches!(modes.as_slice(), [m] if m == "all");
+    let modes: Vec<RouteKind> = match all_modes {
+        true => targets.modes.to_vec(),
+        false => modes
+            .iter()
+            .map(|m| {
+                let kind: RouteKind = m.parse().map_err(|e: Error| err("mode", &e.to_string()))?;
+                match targets.modes.contains(&kind) {
+                    true => Ok(kind),
+                    false => Err(err("mode", &format!("{m} is not among the suite's [detectors] modes"))),
+                }
+            })
+            .collect::<Result<_>>()?,
+    };
+    let mut pairs = Vec::new();
+    for &d in &dets {
+        let det = detectors::build(d, targets.config).map_err(|e| err("detector", &e.to_string()))?;
+        for &m in &modes {
+            if det.routes_of(&[m]).is_empty() {
+                if detectors.len() == 1 && detectors[0] != "all" && !all_modes {
+                    return Err(err("mode", &format!("detector {d} does not run on mode {m}")));
+                }
+                continue;
+            }
+            pairs.push((d.to_string(), m.to_string()));
+        }
+    }
+    if pairs.is_empty() {
+        return Err(err("mode", "no detector of the entry runs on any of its modes"));
+    }
+    let steers: Vec<Option<String>> = match steers {
+        None => vec![None],
+        Some(s) => s.into_iter().map(Some).collect(),
+    };
+    Ok(pairs.into_iter().flat_map(|(d, m)| steers.iter().map(move |s| (d.clone(), m.clone(), s.clone()))).collect())
+}
+
+/// One job per attack entry and eps value (and for `adaptive`, per detector, mode and steer), in file order.
+pub(crate) fn expand_attacks(
+    loc: &Locator,
+    entries: Vec<toml::Table>,
+    seed: u64,
+    targets: &Targets,
+) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for (n, mut table) in entries.into_iter().enumerate() {
+        let combos: Vec<Option<(String, String, Option<String>)>> =
+            match table.get("name").and_then(|v| v.as_str()) == Some("adaptive") {
+                true => adaptive_targets(loc, &mut table, n, targets)?.into_iter().map(Some).collect(),
+                false => vec![None],
+            };
         let eps_values: Vec<Option<toml::Value>> = match table.remove("eps") {
             None => vec![None],
             Some(toml::Value::Array(a)) if a.is_empty() => {
@@ -32,8 +133,15 @@ pub(crate) fn expand_attacks(loc: &Locator, entries: Vec<toml::Table>, seed: u64
             }
             Some(v) => vec![Some(v)],
         };
-        for eps in eps_values {
+        for (eps, combo) in eps_values.iter().flat_map(|e| combos.iter().map(move |c| (e.clone(), c))) {
             let mut t = table.clone();
+            if let Some((d, m, s)) = combo {
+                t.insert("detector".into(), toml::Value::String(d.clone()));
+                t.insert("mode".into(), toml::Value::String(m.clone()));
+                if let Some(s) = s {
+                    t.insert("steer".into(), toml::Value::String(s.clone()));
+                }
+            }
             if let Some(e) = eps {
                 let e = match e {
                     toml::Value::Integer(i) => toml::Value::Float(i as f64),

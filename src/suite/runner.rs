@@ -1,6 +1,7 @@
 //! `advdet run`: a suite from data to report for the full-model vs class-subnetwork detector comparison (Wang, Su,
 //! Zhang, Hu, arXiv 1910.02673): data -> model -> subnets -> attacks -> scores -> metrics -> report, every stage cached
 //! by the hash of its inputs, so a warm run recomputes nothing and a killed run resumes where it stopped.
+use crate::attacks::{AdaptiveSpec, AttackSpec};
 use crate::cpu::CpuMode;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
@@ -11,10 +12,12 @@ use crate::report::tables::PaperTable;
 use crate::routes::{Resources, RouteKind};
 use crate::suite::cache::Cache;
 use crate::suite::schema::{Job, ModelSpec, Suite, Variant};
-use crate::suite::scoring::{clean_scores, detector_slots, heldout_thresholds, job_record, DetectorSlot, JobInputs};
+use crate::suite::scoring::{
+    clean_scores, detector_slots, heldout_thresholds, job_record, operating_points, DetectorSlot, JobInputs,
+};
 use crate::suite::shard::Shard;
 use crate::suite::stages::{
-    attack_stage, data_stage, model_stage, subnet_stage, Ctx, DataStage, ModelStage, SubnetStage,
+    attack_stage, data_stage, model_stage, subnet_stage, AttackTarget, Ctx, DataStage, ModelStage, SubnetStage,
 };
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -298,6 +301,7 @@ fn run_variant(
     let mut clean = clean_scores(ctx, &mut slots, data, model, sub)?;
     let heldout = heldout_thresholds(ctx, &mut slots, data, model, sub)?;
     heldout.normalise(&mut clean.scores, &clean.pred)?;
+    let operating = operating_points(&heldout, &clean, labels);
     // the image sets scored here, for the bound
     let mut scored: Vec<Tensor> = Vec::new();
     if bound && ctx.tally("scores").0 > 0 {
@@ -308,8 +312,25 @@ fn run_variant(
     for job in jobs {
         bar.set_message(format!("{} {}", job.name, job.params));
         let before = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
-        let attack = attack_stage(ctx, job, data, model, sub)?;
-        let inputs = JobInputs { job, attack: &attack, labels, clean: &clean, heldout: &heldout };
+        let attack = match &job.attack {
+            AttackSpec::Adaptive(spec) => {
+                let (d, r) = target_of(&slots, spec)?;
+                slots[d].ensure_fitted(ctx, model, data)?;
+                let (threshold, scale) = operating[d][r];
+                let slot = &slots[d];
+                let target = AttackTarget {
+                    detector: slot.detector.as_ref(),
+                    mode: slot.routes[r],
+                    threshold,
+                    scale,
+                    key: &slot.key,
+                };
+                attack_stage(ctx, job, data, model, sub, Some(&target))?
+            }
+            _ => attack_stage(ctx, job, data, model, sub, None)?,
+        };
+        let inputs =
+            JobInputs { job, attack: &attack, labels, clean: &clean, heldout: &heldout, operating: &operating };
         records.push(job_record(ctx, &mut slots, &inputs, data, model, sub)?);
         let after = ["attacks", "scores", "metrics"].map(|st| ctx.tally(st));
         let t = JobTime {
@@ -336,6 +357,20 @@ fn run_variant(
         _ => None,
     };
     Ok((records, times, bound))
+}
+
+/// The slot and route index of an adaptive job's detector and mode (the suite checked both at parse time).
+fn target_of(slots: &[DetectorSlot], spec: &AdaptiveSpec) -> Result<(usize, usize)> {
+    let (det, mode) = (spec.detector.as_deref().unwrap_or(""), spec.mode.as_deref().unwrap_or(""));
+    let d = slots
+        .iter()
+        .position(|s| s.kind.as_str() == det)
+        .ok_or_else(|| Error::Missing(format!("the adaptive attack's detector {det} is not scored by the suite")))?;
+    let r =
+        slots[d].routes.iter().position(|m| m.as_str() == mode).ok_or_else(|| {
+            Error::Missing(format!("the adaptive attack's detector {det} is not scored on mode {mode}"))
+        })?;
+    Ok((d, r))
 }
 
 /// The seconds of only the model passes the scoring made over `sets` (every detector on its routes).

@@ -11,7 +11,7 @@ use crate::eval::Protocol;
 use crate::models::Arch;
 use crate::routes::RouteKind;
 use crate::subnet::ExtractConfig;
-use crate::suite::expand::{detector_section, expand_attacks};
+use crate::suite::expand::{detector_section, expand_attacks, Targets};
 use crate::suite::locate::{line_of, Locator};
 use crate::train::TrainConfig;
 use serde::Deserialize;
@@ -252,11 +252,12 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
     };
     subnet.validate().map_err(|e| loc.error_section("subnet", 0, None, &e.to_string()))?;
 
-    let jobs = expand_attacks(&loc, raw.attack, seed)?;
+    let (detectors, modes, mut detector_config) = detector_section(&loc, raw.detectors)?;
+    let targets = Targets { detectors: &detectors, modes: &modes, config: &detector_config };
+    let jobs = expand_attacks(&loc, raw.attack, seed, &targets)?;
     if jobs.is_empty() {
         return Err(loc.error_line(None, "attack", "the suite has no [[attack]] entry"));
     }
-    let (detectors, modes, mut detector_config) = detector_section(&loc, raw.detectors)?;
     if modes.contains(&RouteKind::SecondModel) && model.second().is_none() {
         return Err(loc.error_section(
             "detectors",

@@ -1,11 +1,12 @@
 //! The scoring and metric stages of a suite run, cached: every detector scores clean and adversarial images on each of
 //! its routes (full model, class subnetwork of Wang et al., arXiv 1910.02673, ...) through `eval`, fitted lazily on
 //! held-out clean training images only, and each job's metrics with bootstrap intervals become its record.
+use crate::attacks::AttackSpec;
 use crate::detectors::{self, Detector, DetectorKind};
 use crate::error::Result;
 use crate::eval::{self, ClassStats, MetricSpec, ScoreTable, Scoring};
 use crate::io::{read_json, write_json};
-use crate::records::JobRecord;
+use crate::records::{JobRecord, TargetRecord};
 use crate::routes::{Resources, RouteKind};
 use crate::suite::cache::KeyBuilder;
 use crate::suite::schema::Job;
@@ -23,6 +24,19 @@ pub struct DetectorSlot {
     /// Key of everything that determines its scores on given images.
     pub key: String,
     fitted: bool,
+}
+
+impl DetectorSlot {
+    /// Fits the detector on the clean held-out images unless done (scoring fits lazily; an attack needs it fitted).
+    pub fn ensure_fitted(&mut self, ctx: &mut Ctx, model: &ModelStage, data: &DataStage) -> Result<()> {
+        if !self.fitted && self.detector.needs_fit() {
+            let fit_start = Instant::now();
+            self.detector.fit(&model.model, &data.fit)?;
+            ctx.record("fit", true, fit_start);
+        }
+        self.fitted = true;
+        Ok(())
+    }
 }
 
 /// Every detector of the suite with the routes it runs on (the suite's routes it supports).
@@ -68,13 +82,7 @@ fn scores_stage(
     let todo: Vec<usize> = (0..slots.len()).filter(|&d| !stages[d].is_done()).collect();
     if !todo.is_empty() {
         for &d in &todo {
-            let slot = &mut slots[d];
-            if !slot.fitted && slot.detector.needs_fit() {
-                let fit_start = Instant::now();
-                slot.detector.fit(&model.model, &data.fit)?;
-                ctx.record("fit", true, fit_start);
-            }
-            slot.fitted = true;
+            slots[d].ensure_fitted(ctx, model, data)?;
         }
         let scorings: Vec<Scoring> = todo
             .iter()
@@ -152,8 +160,50 @@ pub struct Heldout {
     /// Per detector and route; NaN (no column value) for the detectors fitted on those same images (Mahalanobis, LID,
     /// KD+BU): their scores there are in-sample, and a threshold from them would not hold on new images.
     pub thresholds: Vec<Vec<f64>>,
+    /// Per detector and route, the standard deviation of the scores the threshold comes from (NaN where it is NaN).
+    pub scales: Vec<Vec<f64>>,
     /// Per detector and route, `None` for the fitted detectors (left raw) or without the option.
     pub norm: Vec<Vec<Option<ClassStats>>>,
+}
+
+/// Population standard deviation of `v` (NaN when empty).
+fn spread(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+/// Per detector and route, the operating point that evasion is measured at and the adaptive attack is held to: the
+/// threshold at 5% FPR and the spread of the clean scores it comes from (1 where they do not spread, as a 0/1 score
+/// that never fires on them). They come from the clean held-out fit images, or, for the detectors fitted on those
+/// images (Mahalanobis, LID, KD+BU), from the correctly classified clean test images, as `tpr_at_fpr_5` does (a
+/// threshold that has seen the test negatives, which favours the detector).
+pub fn operating_points(heldout: &Heldout, clean: &CleanScores, labels: &[i64]) -> Vec<Vec<(f64, f64)>> {
+    let correct: Vec<bool> = clean.pred.iter().zip(labels).map(|(p, l)| p == l).collect();
+    heldout
+        .thresholds
+        .iter()
+        .zip(&heldout.scales)
+        .zip(&clean.scores)
+        .map(|((ts, ss), per_route)| {
+            ts.iter()
+                .zip(ss)
+                .zip(per_route)
+                .map(|((&t, &s), scores)| {
+                    let (t, s) = match t.is_nan() {
+                        false => (t, s),
+                        true => {
+                            let kept: Vec<f64> =
+                                scores.iter().zip(&correct).filter(|(_, &c)| c).map(|(v, _)| *v).collect();
+                            let t = eval::heldout_thresholds(&[vec![kept.clone()]])[0][0];
+                            (t, spread(&kept))
+                        }
+                    };
+                    (t, if s.is_finite() && s > 0.0 { s } else { 1.0 })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 impl Heldout {
@@ -219,16 +269,25 @@ pub fn heldout_thresholds(
         })
         .collect();
     let mut thresholds = eval::heldout_thresholds(&kept).into_iter();
+    let mut scales = kept.iter().map(|per_route| per_route.iter().map(|v| spread(v)).collect::<Vec<f64>>());
     let mut norm = norm.into_iter();
-    let (thresholds, norm) = slots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| match order.contains(&i) {
-            true => (thresholds.next().unwrap_or_default(), norm.next().unwrap_or_default()),
-            false => (vec![f64::NAN; s.routes.len()], vec![None; s.routes.len()]),
-        })
-        .unzip();
-    Ok(Heldout { thresholds, norm })
+    let mut out = Heldout { thresholds: Vec::new(), scales: Vec::new(), norm: Vec::new() };
+    for (i, s) in slots.iter().enumerate() {
+        let nan = vec![f64::NAN; s.routes.len()];
+        match order.contains(&i) {
+            true => {
+                out.thresholds.push(thresholds.next().unwrap_or_default());
+                out.scales.push(scales.next().unwrap_or_default());
+                out.norm.push(norm.next().unwrap_or_default());
+            }
+            false => {
+                out.thresholds.push(nan.clone());
+                out.scales.push(nan);
+                out.norm.push(vec![None; s.routes.len()]);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Everything a job's metrics are computed from.
@@ -240,6 +299,8 @@ pub struct JobInputs<'a> {
     /// Per detector and route, the threshold at 5% FPR on the clean held-out fit images, and the per-class
     /// normalisation.
     pub heldout: &'a Heldout,
+    /// Per detector and route, the operating threshold and the clean scores' spread (`operating_points`).
+    pub operating: &'a [Vec<(f64, f64)>],
 }
 
 /// Adversarial scores and metrics of one job, cached as its record.
@@ -277,6 +338,7 @@ pub fn job_record(
         scores_stage(ctx, "scores", &adv_keys, slots, &inp.attack.adversarial, &label, data, model, sub)?;
     inp.heldout.normalise(&mut adv_scores, &pred_adv)?;
     let start = Instant::now();
+    let evasion: Vec<Vec<f64>> = inp.operating.iter().map(|r| r.iter().map(|(t, _)| *t).collect()).collect();
     let names: Vec<&str> = slots.iter().map(|slot| slot.kind.as_str()).collect();
     let routes: Vec<Vec<RouteKind>> = slots.iter().map(|slot| slot.routes.clone()).collect();
     let spec = MetricSpec { protocols: s.protocols.clone(), bootstrap: s.bootstrap, seed: s.seed };
@@ -289,13 +351,14 @@ pub fn job_record(
         &inp.clean.pred,
         &pred_adv,
         &spec,
-        Some(&inp.heldout.thresholds),
+        Some(eval::Thresholds { heldout: &inp.heldout.thresholds, evasion: &evasion }),
     )?;
     let rec = JobRecord {
         index: inp.job.index,
         attack: inp.job.name.clone(),
         params: inp.job.params.clone(),
         rows,
+        target: target_record(inp, slots),
         ..attack_figures(inp, &pred_adv, &data.test.images)?
     };
     stage.create()?;
@@ -304,6 +367,17 @@ pub fn job_record(
     let rec = read_json(&stage.file("record.json"))?;
     ctx.record("metrics", true, start);
     Ok(rec)
+}
+
+/// What an adaptive job attacked (`None` for any other job).
+fn target_record(inp: &JobInputs, slots: &[DetectorSlot]) -> Option<TargetRecord> {
+    let AttackSpec::Adaptive(spec) = &inp.job.attack else { return None };
+    let (detector, mode) = (spec.detector.clone()?, spec.mode.clone()?);
+    let d = slots.iter().position(|s| s.kind.as_str() == detector)?;
+    let r = slots[d].routes.iter().position(|m| m.as_str() == mode)?;
+    let (threshold, scale) = inp.operating[d][r];
+    let steer = spec.steer.unwrap_or(crate::attacks::Steer::Wrong).as_str().to_string();
+    Some(TargetRecord { detector, mode, steer, threshold, scale, curve: inp.attack.curve.clone().unwrap_or_default() })
 }
 
 /// Clean accuracy, attack success rate and mean perturbation norms of a job (rows left empty).
@@ -324,5 +398,6 @@ fn attack_figures(inp: &JobInputs, pred_adv: &[i64], clean: &Tensor) -> Result<J
         mean_l2: l2,
         rows: Vec::new(),
         variant: None,
+        target: None,
     })
 }

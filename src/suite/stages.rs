@@ -1,16 +1,16 @@
 //! The cached stages of a suite run (data, model, class subnetworks after Wang et al., arXiv 1910.02673, attacks):
 //! each computes into its cache folder and the run always reads the result back from disk, so a fresh, a resumed and a
 //! warm run consume the same bytes.
-use crate::attacks::{AttackSpec, FgsmSpec};
+use crate::attacks::{Adaptive, AttackSpec, DetectorTarget, FgsmSpec};
 use crate::data::{self, Dataset, Split};
-use crate::detectors::DetectorKind;
+use crate::detectors::{Detector, DetectorKind};
 use crate::error::{Error, Result};
 use crate::io::{read_json, sha256_file, write_atomic, write_json};
 use crate::models::checkpoint;
 use crate::models::Model;
 use crate::records::SubnetRecord;
 use crate::report::manifest::{ScoreTime, StageTime};
-use crate::routes::RouteKind;
+use crate::routes::{Resources, RouteKind};
 use crate::subnet::{self, Subnets};
 use crate::suite::cache::{Cache, KeyBuilder, StageDir};
 use crate::suite::schema::{Job, ModelSpec, Suite};
@@ -324,15 +324,27 @@ pub fn subnet_stage(ctx: &mut Ctx, data: &DataStage, model: &ModelStage) -> Resu
     Ok(SubnetStage { key, subnets, file, record })
 }
 
-/// One job's adversarial images (the model's predictions on them come from the full-model pass that scores them).
+/// One job's adversarial images (the model's predictions on them come from the full-model pass that scores them),
+/// and for an adaptive job its first descent's curve (`records::TargetRecord::curve`).
 pub struct AttackStage {
     pub key: String,
     pub adversarial: Tensor,
+    pub curve: Option<Vec<[f64; 3]>>,
+}
+
+/// The detector an adaptive job attacks on `mode`, at its operating point (`scoring::operating_points`).
+pub struct AttackTarget<'a> {
+    pub detector: &'a dyn Detector,
+    pub mode: RouteKind,
+    pub threshold: f64,
+    pub scale: f64,
+    /// The key of everything that determines the detector's scores (`scoring::DetectorSlot::key`).
+    pub key: &'a str,
 }
 
 /// Whether an attack reads the subnetworks (its cache key then depends on them).
 fn uses_subnets(job: &Job) -> bool {
-    job.name.starts_with("adaptive")
+    matches!(job.attack, AttackSpec::SubnetCe(_) | AttackSpec::Adaptive(_))
 }
 
 pub fn attack_stage(
@@ -341,6 +353,7 @@ pub fn attack_stage(
     data: &DataStage,
     model: &ModelStage,
     sub: &SubnetStage,
+    target: Option<&AttackTarget>,
 ) -> Result<AttackStage> {
     let start = Instant::now();
     let mut kb = KeyBuilder::new("attack")
@@ -350,6 +363,16 @@ pub fn attack_stage(
         .part("device", ctx.device_kind());
     if uses_subnets(job) {
         kb = kb.part("subnets", &sub.key);
+    }
+    if let Some(t) = target {
+        kb = kb
+            .part("detector", t.key)
+            .part("mode", t.mode)
+            .part("threshold", format!("{:e}", t.threshold))
+            .part("scale", format!("{:e}", t.scale));
+        if let Some(temp) = ctx.temperature {
+            kb = kb.part("temperature", format!("{temp:e}"));
+        }
     }
     let key = kb.finish();
     let stage: StageDir = ctx.cache.stage("attack", &key);
@@ -373,6 +396,25 @@ pub fn attack_stage(
                 };
                 fgsm.step(&images.to_device(model.model.device()), &sign)
             }
+            AttackSpec::Adaptive(spec) => {
+                let t = target.ok_or_else(|| Error::Missing(format!("job {}: no detector to attack", job.index)))?;
+                let res = Resources {
+                    subnets: Some(&sub.subnets),
+                    temperature: ctx.temperature,
+                    second: model.second.as_ref().map(|s| &s.model),
+                };
+                let route = crate::routes::build(t.mode, &model.model, res)?;
+                let target = DetectorTarget {
+                    detector: t.detector,
+                    route: route.as_ref(),
+                    threshold: t.threshold,
+                    scale: t.scale,
+                };
+                let attack = Adaptive::new(spec.config()?, target);
+                let adv = crate::attacks::run_batched(&attack, &model.model, images, labels, batch)?;
+                write_json(&stage.file("curve.json"), &*attack.curve.borrow())?;
+                adv
+            }
             _ => {
                 let attack = crate::attacks::build(&job.attack, Some(&sub.subnets))?;
                 crate::attacks::run_batched(attack.as_ref(), &model.model, images, labels, batch)?
@@ -382,6 +424,10 @@ pub fn attack_stage(
         stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
     }
     let t = load_tensors(&stage.file("adv.safetensors"), &["adversarial"])?;
+    let curve = match target {
+        Some(_) => Some(read_json(&stage.file("curve.json"))?),
+        None => None,
+    };
     ctx.record("attacks", computed, start);
-    Ok(AttackStage { key, adversarial: t[0].shallow_clone() })
+    Ok(AttackStage { key, adversarial: t[0].shallow_clone(), curve })
 }

@@ -1,6 +1,8 @@
-//! An adaptive attack on subnetwork-based detection (Carlini & Wagner 2017, "Adversarial Examples Are Not Easily
-//! Detected": a detector must be tested by an attack that knows it), for the class-specific subnetworks of Wang et al.
-//! (arXiv 1910.02673): PGD-Linf (Madry et al. 2018) on CE(full model, y) - weight * CE(subnet of class p, p).
+//! `subnet-ce`: PGD-Linf (Madry et al. 2018) on CE(full model, y) - weight * CE(subnet of class p, p), for the
+//! class-specific subnetworks of Wang et al. (arXiv 1910.02673). It attacks no detector's score and has no threshold:
+//! it asks only whether a cheap attack that knows the subnetworks can keep the new prediction's subnetwork confident.
+//! The attack a detection claim must survive is `adaptive` (src/attacks/adaptive/), which attacks each detector's own
+//! score at its deployed threshold.
 //!
 //! p is the class the attack steers to: the target when targeted, else the full model's most likely class other than
 //! the label (which becomes the prediction once the label is left). Minimising the subnet's cross-entropy on p keeps
@@ -13,8 +15,11 @@ use crate::models::Model;
 use crate::subnet::Subnets;
 use tch::{Reduction, Tensor};
 
+/// The attack's name in suite files and results.
+pub const NAME: &str = "subnet-ce";
+
 #[derive(Debug)]
-pub struct Adaptive {
+pub struct SubnetCe {
     /// The PGD-Linf schedule (eps, alpha, steps, restarts, random start, seed, targeting).
     pub pgd: Pgd,
     /// Weight of the subnet term (`kappa` in a suite file); 0 gives plain PGD-Linf.
@@ -22,10 +27,10 @@ pub struct Adaptive {
     pub subnets: Subnets,
 }
 
-impl Adaptive {
+impl SubnetCe {
     /// Madry et al.'s MNIST PGD-Linf schedule with weight 1.
-    pub fn new(subnets: Subnets) -> Adaptive {
-        Adaptive { pgd: Pgd::linf(), weight: 1.0, subnets }
+    pub fn new(subnets: Subnets) -> SubnetCe {
+        SubnetCe { pgd: Pgd::linf(), weight: 1.0, subnets }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -33,16 +38,16 @@ impl Adaptive {
     }
 }
 
-/// The checks of `Adaptive::validate`, without the subnetworks.
+/// The checks of `SubnetCe::validate`, without the subnetworks.
 pub(crate) fn check(p: &Pgd, weight: f64) -> Result<()> {
-    check_nonneg("adaptive", "eps", p.eps)?;
-    check_positive("adaptive", "alpha", p.alpha)?;
-    check_count("adaptive", "steps", p.steps)?;
-    check_count("adaptive", "restarts", p.restarts)?;
+    check_nonneg(NAME, "eps", p.eps)?;
+    check_positive(NAME, "alpha", p.alpha)?;
+    check_count(NAME, "steps", p.steps)?;
+    check_count(NAME, "restarts", p.restarts)?;
     if p.restarts > 1 && !p.random_start {
-        return Err(Error::config("restarts", p.restarts, "needs random_start = true (attack adaptive)"));
+        return Err(Error::config("restarts", p.restarts, "needs random_start = true (attack subnet-ce)"));
     }
-    check_nonneg("adaptive", "kappa", weight)
+    check_nonneg(NAME, "kappa", weight)
 }
 
 struct SubnetObjective<'a> {
@@ -80,9 +85,9 @@ impl Objective for SubnetObjective<'_> {
     }
 }
 
-impl Attack for Adaptive {
+impl Attack for SubnetCe {
     fn name(&self) -> String {
-        "adaptive".into()
+        "subnet-ce".into()
     }
     fn norm(&self) -> Norm {
         Norm::Linf
@@ -97,7 +102,7 @@ impl Attack for Adaptive {
         self.validate()?;
         if &self.subnets.layout != model.gate_layout() {
             return Err(Error::Model(format!(
-                "adaptive: the subnetworks' gate layout {:?} does not fit the model's {:?}",
+                "subnet-ce: the subnetworks' gate layout {:?} does not fit the model's {:?}",
                 self.subnets.layout,
                 model.gate_layout()
             )));
@@ -105,7 +110,7 @@ impl Attack for Adaptive {
         let b = prepare(model, xs, ys, &self.pgd.targeting, offset)?;
         if self.subnets.num_classes() != b.classes {
             return Err(Error::Model(format!(
-                "adaptive: {} subnetworks for a model with {} classes",
+                "subnet-ce: {} subnetworks for a model with {} classes",
                 self.subnets.num_classes(),
                 b.classes
             )));
