@@ -75,6 +75,14 @@ fn every_attacked_score_has_the_gradient_of_its_finite_differences() -> TestResu
                 let e = target.read(&model, &xg, &steer)?.excess;
                 model.input_grad(&e.sum(Kind::Double), &xg, false)
             })?;
+            if det.kind() == DetectorKind::Squeeze {
+                // its stand-in is BPDA: the score's values with another gradient, so no finite differences; the
+                // excess must still be the score's
+                let score = tch::no_grad(|| target.read(&model, &x, &steer))?.score;
+                assert!(excess(&x)?.allclose(&score, 1e-12, 1e-12, false), "squeeze on {kind}: the stand-in's values");
+                checked += 1;
+                continue;
+            }
             let analytic =
                 Vec::<f64>::try_from((&grad * &v).sum_dim_intlist([1, 2, 3].as_slice(), false, Kind::Double))?;
             let fd = (excess(&(&x + &v * h))? - excess(&(&x - &v * h))?) / (2.0 * h);
@@ -181,31 +189,41 @@ fn operating_point(s: &Setup, det: &dyn Detector, kind: RouteKind) -> Result<(f6
     Ok((t, if sd > 0.0 { sd } else { 1.0 }))
 }
 
+/// Linf eps 1 and L2 eps 28 (the diameter of the 28 x 28 image cube): budgets that reach every image. Linf evades
+/// every detector but feature squeezing, whose 1-bit squeezer dense sign steps cannot get under: there the attack
+/// is a lower bound (about half the images), and the README says so; the L2 steps evade it too.
 #[test]
 fn an_unbounded_budget_evades_every_detector_on_every_route() -> TestResult {
     let s = setup(32)?;
     let dets = fitted_detectors(&s.model)?;
-    let cfg = AdaptiveConfig {
+    // 100 steps; in L2 steps of 5 eps / 100 (1.4), twice the default rule's: squeezing needs the longer steps
+    let effort = |norm, eps: f64| AdaptiveConfig {
         steps: 100,
+        alpha: if norm == Norm::L2 { 5.0 * eps / 100.0 } else { 2.5 * eps / 100.0 },
         restarts: 2,
         weights: vec![1.0, 10.0, 100.0],
-        ..AdaptiveConfig::new(Norm::Linf, 1.0)
+        ..AdaptiveConfig::new(norm, eps)
     };
     let mut short = Vec::new();
     for det in &dets {
         for kind in det.routes_of(&[RouteKind::Full, RouteKind::Subnet]) {
             let (threshold, scale) = operating_point(&s, det.as_ref(), kind)?;
             let route = routes::build(kind, &s.model, Resources { subnets: Some(&s.subnets), ..Default::default() })?;
-            let target = DetectorTarget { detector: det.as_ref(), route: route.as_ref(), threshold, scale };
-            let adv = Adaptive::new(cfg.clone(), target).perturb(&s.model, &s.xs, &s.ys)?;
-            let e = evasion(&s, det.as_ref(), kind, threshold, &adv)?;
-            eprintln!("{} on {kind}: eps 1 evades {e}", det.name());
-            if e < 0.99 {
-                short.push(format!("{} on {kind}: {e}", det.name()));
+            for (norm, eps) in [(Norm::Linf, 1.0), (Norm::L2, 28.0)] {
+                if norm == Norm::Linf && det.kind() == DetectorKind::Squeeze {
+                    continue;
+                }
+                let target = DetectorTarget { detector: det.as_ref(), route: route.as_ref(), threshold, scale };
+                let adv = Adaptive::new(effort(norm, eps), target).perturb(&s.model, &s.xs, &s.ys)?;
+                let e = evasion(&s, det.as_ref(), kind, threshold, &adv)?;
+                eprintln!("{} on {kind}: {norm:?} eps {eps} evades {e}", det.name());
+                if e < 0.99 {
+                    short.push(format!("{} on {kind}, {norm:?} eps {eps}: {e}", det.name()));
+                }
             }
         }
     }
-    assert!(short.is_empty(), "eps 1 evades fewer than 99% of the images: {short:?}");
+    assert!(short.is_empty(), "an unbounded budget evades fewer than 99% of the images: {short:?}");
     Ok(())
 }
 

@@ -167,12 +167,13 @@ fn the_monotone_check_finds_a_transform_and_clears_a_reordering() {
 #[test]
 fn full_and_subnet_modes_agree_exactly_when_every_mask_is_all_ones() -> TestResult {
     let model = load_lenet_mnist();
-    let (_, test) = fit_and_test(150)?;
+    let (fit, test) = fit_and_test(150)?;
     let xs = Tensor::cat(&[test.images.shallow_clone(), fgsm(&model, &test.images, &test.labels, 0.3)], 0);
     let ones = all_ones(&model);
     let cfg = DetectorConfig::default();
-    for name in ["msp", "entropy", "margin", "odin", "energy", "maxlogit", "gen"] {
-        let det = by_name(name, &cfg)?;
+    for name in ["msp", "entropy", "margin", "odin", "energy", "maxlogit", "gen", "squeeze", "react"] {
+        let mut det = by_name(name, &small_config())?;
+        det.fit(&model, &fit)?;
         let full = score(det.as_ref(), &model, NONE, RouteKind::Full, &xs)?;
         let sub = score(
             det.as_ref(),
@@ -202,7 +203,7 @@ fn scores_do_not_depend_on_the_batch_an_image_is_in() -> TestResult {
     let model = load_lenet_mnist();
     let (fit, test) = fit_and_test(90)?;
     let cfg = small_config();
-    for name in ["odin", "mahalanobis", "lid", "kdbu"] {
+    for name in ["odin", "mahalanobis", "lid", "kdbu", "react", "squeeze"] {
         let mut det = by_name(name, &cfg)?;
         det.fit(&model, &fit)?;
         let whole = score_batched(det.as_ref(), &model, NONE, RouteKind::Full, &test.images, 1000)?;
@@ -223,7 +224,7 @@ fn scores_do_not_depend_on_the_batch_an_image_is_in() -> TestResult {
 fn fitting_takes_training_images_only() -> TestResult {
     let model = load_lenet_mnist();
     let (fit, test) = fit_and_test(500)?;
-    for name in ["mahalanobis", "lid", "kdbu"] {
+    for name in ["mahalanobis", "lid", "kdbu", "react"] {
         let mut det = by_name(name, &small_config())?;
         assert!(det.needs_fit(), "{name}");
         let err = det.fit(&model, &test).expect_err("fitting on test images must fail").to_string();
@@ -435,6 +436,10 @@ fn route_registry_names_builds_and_refuses_what_it_cannot_run() -> TestResult {
         |k: DetectorKind| -> Result<Vec<RouteKind>, advdet::Error> { Ok(build(k, &cfg)?.routes_of(&RouteKind::ALL)) };
     // ODIN perturbs its input through the route's network: not on the second model's route, whose pass cannot re-run it
     assert_eq!(on(DetectorKind::Odin)?, RouteKind::ALL[..6]);
+    // ReAct applies the model's last layer and squeezing re-runs the route's network: not on the second model's either
+    for k in [DetectorKind::React, DetectorKind::Squeeze] {
+        assert_eq!(on(k)?, RouteKind::ALL[..6], "{k}");
+    }
     for k in [DetectorKind::Msp, DetectorKind::Energy, DetectorKind::Maxlogit, DetectorKind::Gen] {
         assert_eq!(on(k)?, RouteKind::ALL, "{k}");
     }

@@ -34,7 +34,7 @@ pub struct DetectArgs {
     #[arg(long)]
     pub clean: Option<PathBuf>,
     /// Comma-separated detector names (default: all of msp, entropy, margin, odin, kl, disagree, mahalanobis, lid,
-    /// kdbu, energy, maxlogit, gen)
+    /// kdbu, energy, maxlogit, gen, react, squeeze; the README's "Detectors" lists their papers and defaults)
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<DetectorKind>>,
     /// Comma-separated routes (the `mode` column): full, subnet, and the controls random-mask, union-mask, wrong-class,

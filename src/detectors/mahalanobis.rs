@@ -151,7 +151,7 @@ impl Detector for Mahalanobis {
     }
     /// The distance to the steered class's mean, which bounds the distance to the closest mean from above: descending
     /// the minimum instead pulls an image between two classes towards its label's mean, and back to its label.
-    fn steered_score(&self, v: &View, steer: &Tensor) -> Option<Result<Tensor>> {
+    fn attack_score(&self, v: &View, steer: &Tensor) -> Option<Result<Tensor>> {
         let g = match self.fitted.as_ref() {
             Some(g) => g,
             None => return Some(Err(not_fitted(self.name()))),

@@ -13,6 +13,8 @@ pub mod margin;
 pub mod maxlogit;
 pub mod msp;
 pub mod odin;
+pub mod react;
+pub mod squeeze;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -35,10 +37,12 @@ pub enum DetectorKind {
     Energy,
     Maxlogit,
     Gen,
+    React,
+    Squeeze,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 12] = [
+    pub const ALL: [DetectorKind; 14] = [
         DetectorKind::Msp,
         DetectorKind::Entropy,
         DetectorKind::Margin,
@@ -51,6 +55,8 @@ impl DetectorKind {
         DetectorKind::Energy,
         DetectorKind::Maxlogit,
         DetectorKind::Gen,
+        DetectorKind::React,
+        DetectorKind::Squeeze,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +73,26 @@ impl DetectorKind {
             DetectorKind::Energy => "energy",
             DetectorKind::Maxlogit => "maxlogit",
             DetectorKind::Gen => "gen",
+            DetectorKind::React => "react",
+            DetectorKind::Squeeze => "squeeze",
+        }
+    }
+
+    /// What the detector reads: "confidence" (one route's output: its softmax or logits, ODIN's after a gradient
+    /// step), "two-network" (the route's output against the full model's), "feature" (penultimate features, fitted
+    /// on clean training images) or "squeezing" (the route's output on the input against squeezed copies).
+    pub fn family(self) -> &'static str {
+        match self {
+            DetectorKind::Msp
+            | DetectorKind::Entropy
+            | DetectorKind::Margin
+            | DetectorKind::Odin
+            | DetectorKind::Energy
+            | DetectorKind::Maxlogit
+            | DetectorKind::Gen => "confidence",
+            DetectorKind::Kl | DetectorKind::Disagree => "two-network",
+            DetectorKind::Mahalanobis | DetectorKind::Lid | DetectorKind::Kdbu | DetectorKind::React => "feature",
+            DetectorKind::Squeeze => "squeezing",
         }
     }
 }
@@ -127,10 +153,11 @@ pub trait Detector {
     }
     /// One score per image of the batch, `[batch]` (any float kind, any device); `eval` checks that each is finite.
     fn score(&self, v: &View) -> Result<Tensor>;
-    /// For the adaptive attack, which steers image i to class `steer[i]`: a differentiable upper bound of `score` in
-    /// its units that keeps the image in that class, where descending `score` itself would pull it to another class
-    /// (`None`: the attack descends `score`). The attack judges evasion by `score`.
-    fn steered_score(&self, _v: &View, _steer: &Tensor) -> Option<Result<Tensor>> {
+    /// The stand-in the adaptive attack descends instead of `score` when steering image i to class `steer[i]`, in
+    /// the score's units, where `score`'s own gradient misleads: an upper bound that keeps the image in that class
+    /// (Mahalanobis), or the same values with a usable gradient (BPDA for squeezing). `None`: the attack descends
+    /// `score`. The attack always judges evasion by `score`.
+    fn attack_score(&self, _v: &View, _steer: &Tensor) -> Option<Result<Tensor>> {
         None
     }
 }
@@ -145,13 +172,16 @@ pub struct DetectorConfig {
     pub kdbu: kdbu::KdbuConfig,
     pub energy: energy::EnergyConfig,
     pub gen: gen::GenConfig,
+    pub react: react::ReactConfig,
+    pub squeeze: squeeze::SqueezeConfig,
     /// How many clean held-out training images the fitted detectors use (the last `fit_size` of the training split).
     pub fit_size: usize,
     /// Seed of the detectors' own randomness (the MC-dropout masks of KD+BU).
     pub seed: u64,
     /// Per-class normalisation (suites only): each score z-scored within the full model's predicted class, with the
     /// statistics of the same detector and route on the clean held-out fit images (`eval::ClassStats`). The detectors
-    /// fitted on those images (Mahalanobis, LID, KD+BU) keep their raw scores: their fit-image scores are in-sample.
+    /// fitted on those images (Mahalanobis, LID, KD+BU, ReAct) keep their raw scores: their fit-image scores are
+    /// in-sample.
     pub class_normalise: bool,
 }
 
@@ -164,6 +194,8 @@ impl Default for DetectorConfig {
             kdbu: Default::default(),
             energy: Default::default(),
             gen: Default::default(),
+            react: Default::default(),
+            squeeze: Default::default(),
             fit_size: 5000,
             seed: 0,
             class_normalise: false,
@@ -179,6 +211,8 @@ impl DetectorConfig {
         self.kdbu.validate()?;
         self.energy.validate()?;
         self.gen.validate()?;
+        self.react.validate()?;
+        self.squeeze.validate()?;
         if self.fit_size < 20 {
             return Err(Error::config("fit_size", self.fit_size, "needs at least 20 clean training images"));
         }
@@ -202,6 +236,8 @@ pub fn build(kind: DetectorKind, cfg: &DetectorConfig) -> Result<Box<dyn Detecto
         DetectorKind::Energy => Box::new(energy::Energy::new(cfg.energy.clone())),
         DetectorKind::Maxlogit => Box::new(maxlogit::MaxLogit),
         DetectorKind::Gen => Box::new(gen::Gen::new(cfg.gen.clone())),
+        DetectorKind::React => Box::new(react::React::new(cfg.react.clone(), cfg.fit_size)),
+        DetectorKind::Squeeze => Box::new(squeeze::Squeeze::new(cfg.squeeze.clone())),
     })
 }
 
@@ -263,4 +299,22 @@ pub(crate) fn fit_features(
 /// An error for a fitted detector scored before `fit`.
 pub(crate) fn not_fitted(name: &str) -> Error {
     Error::Missing(format!("detector {name} is not fitted: call fit with clean training images first"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DetectorKind;
+
+    #[test]
+    fn every_detector_has_one_of_the_four_families() {
+        let of = |f: &str| -> Vec<&str> {
+            DetectorKind::ALL.iter().filter(|k| k.family() == f).map(|k| k.as_str()).collect()
+        };
+        assert_eq!(of("confidence"), ["msp", "entropy", "margin", "odin", "energy", "maxlogit", "gen"]);
+        assert_eq!(of("two-network"), ["kl", "disagree"]);
+        assert_eq!(of("feature"), ["mahalanobis", "lid", "kdbu", "react"]);
+        assert_eq!(of("squeezing"), ["squeeze"]);
+        let families = ["confidence", "two-network", "feature", "squeezing"];
+        assert!(DetectorKind::ALL.iter().all(|k| families.contains(&k.family())));
+    }
 }

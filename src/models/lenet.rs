@@ -34,6 +34,10 @@ impl Classifier for Lenet {
         (h, logits)
     }
 
+    fn head(&self, features: &Tensor) -> Tensor {
+        features.apply(&self.fc2)
+    }
+
     fn gate_layout(&self) -> &GateLayout {
         &self.layout
     }

@@ -62,6 +62,10 @@ pub trait Classifier: Send + std::fmt::Debug {
 
     fn gate_layout(&self) -> &GateLayout;
 
+    /// The last linear layer on penultimate features `[B, D]`: in eval mode `forward_all`'s logits are `head` of its
+    /// features (dropout before that layer is the identity there). For detectors that change the features (ReAct).
+    fn head(&self, features: &Tensor) -> Tensor;
+
     /// Logits.
     fn forward(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> Tensor {
         self.forward_all(xs, gates, train).1
@@ -206,6 +210,11 @@ impl Model {
     pub fn forward_eval(&self, xs: &Tensor, gates: Option<&Tensor>) -> (Tensor, Tensor) {
         self.calls.forward.fetch_add(1, Ordering::Relaxed);
         self.net.forward_all(xs, gates, false)
+    }
+
+    /// The logits the last linear layer gives on penultimate features `[B, D]` (`Classifier::head`).
+    pub fn head(&self, features: &Tensor) -> Tensor {
+        self.net.head(features)
     }
 
     /// The gradient of the scalar `loss` with respect to `input` only (counted in `calls`); `keep_graph` leaves the

@@ -93,6 +93,10 @@ impl Classifier for Resnet20 {
         (feats, logits)
     }
 
+    fn head(&self, features: &Tensor) -> Tensor {
+        features.apply(&self.fc)
+    }
+
     fn gate_layout(&self) -> &GateLayout {
         &self.layout
     }

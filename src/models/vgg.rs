@@ -57,6 +57,10 @@ impl Classifier for VggSmall {
         (h, logits)
     }
 
+    fn head(&self, features: &Tensor) -> Tensor {
+        features.apply(&self.fc2)
+    }
+
     fn gate_layout(&self) -> &GateLayout {
         &self.layout
     }

@@ -154,6 +154,16 @@ impl Pass {
         }
     }
 
+    /// The logits the same network's last layer gives on other penultimate features (divided by this pass's
+    /// temperature, as `forward`'s): for detectors that change the features.
+    pub fn head(&self, model: &Model, features: &Tensor) -> Tensor {
+        let logits = model.head(features);
+        match self.temperature {
+            Some(t) => logits / t,
+            None => logits,
+        }
+    }
+
     /// `run` through `pass` with gradients on, on a copy of `xs` that requires its gradient, the graph kept for
     /// `input_grad`. The logits and features are the bytes a no-grad pass gives (tests/detectors.rs holds it).
     pub fn with_graph(xs: &Tensor, pass: impl FnOnce(&Tensor) -> Result<Option<Pass>>) -> Result<Option<Pass>> {

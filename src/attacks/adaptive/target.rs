@@ -9,8 +9,10 @@
 //! - LID's neighbours: chosen anew at each step by `topk`, the gradient flowing through their distances;
 //! - `disagree` (0/1, zero gradient): the margin of the route's logits for the steered class,
 //!   `max_{j != t} r_j - r_t`, which is below 0 exactly when the route agrees with a full model that predicts t;
-//! - a score that is a minimum over classes (Mahalanobis): its steered class's term (`Detector::steered_score`), an
-//!   upper bound that does not pull the image back to its label's class.
+//! - a score that is a minimum over classes (Mahalanobis): its steered class's term (`Detector::attack_score`), an
+//!   upper bound that does not pull the image back to its label's class;
+//! - feature squeezing's bit-depth reduction (flat between levels): each squeezer the identity on the backward pass
+//!   (BPDA), the values unchanged.
 use crate::detectors::{Detector, DetectorKind, View};
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -73,7 +75,7 @@ impl DetectorTarget<'_> {
         let steer_col = steer.view([-1, 1]);
         let success = full.logits.argmax(-1, false).eq_tensor(steer);
         let view = View { model, xs: x, full: &full, route };
-        let excess = match (self.detector.kind(), self.detector.steered_score(&view, steer)) {
+        let excess = match (self.detector.kind(), self.detector.attack_score(&view, steer)) {
             (DetectorKind::Disagree, _) => margin(&route.logits, &steer_col),
             (_, Some(bound)) => (bound?.to_kind(Kind::Double) - self.threshold) / self.scale,
             (_, None) => (&score - self.threshold) / self.scale,
