@@ -126,7 +126,7 @@ fn bad_files_exit_2_naming_the_problem() -> TestResult {
     assert!(stderr.contains("other-keys.csv") && stderr.contains("different keys"), "{stderr}");
 
     let renamed = tmp.path().join("renamed.csv");
-    std::fs::write(&renamed, text.replacen("detector,", "detektor,", 1))?;
+    std::fs::write(&renamed, text.replacen(",detector,", ",detektor,", 1))?;
     let (code, _, stderr) = check_cli(&smoke(), &renamed, &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("renamed.csv") && stderr.contains("line 1") && stderr.contains("detector"), "{stderr}");

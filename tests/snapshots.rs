@@ -255,3 +255,42 @@ fn manifest_keys_match_their_snapshot() -> TestResult {
     insta::assert_snapshot!("manifest_keys", lines.join("\n"));
     Ok(())
 }
+
+/// The adaptive suite's evasion table: per budget, the oblivious PGD's evasion -> the adaptive attack's, per attacked
+/// detector and mode, and the curves' CSV.
+#[test]
+fn the_evasion_table_pairs_each_adaptive_job_with_the_oblivious_attack_of_its_budget() -> TestResult {
+    use advdet::records::TargetRecord;
+    let with_evasion = |mut r: RowRecord, e: f64| {
+        r.metrics.push(metric(advdet::metrics::EVASION, e));
+        r
+    };
+    let mut oblivious = job(0, "pgd-linf", "eps=0.3 steps=40", 0.0);
+    oblivious.rows = vec![
+        with_evasion(row("msp", "full", "successful", 0.67), 0.93),
+        with_evasion(row("msp", "subnet", "successful", 0.75), 0.6875),
+    ];
+    let adaptive = |index, mode: &str, e: f64| {
+        let mut j = job(index, "adaptive", &format!("detector=msp eps=0.3 mode={mode}"), 0.0);
+        j.rows = vec![
+            with_evasion(row("msp", "full", "successful", 0.9375), if mode == "full" { e } else { 0.5 }),
+            with_evasion(row("msp", "subnet", "successful", 0.875), if mode == "subnet" { e } else { 0.5 }),
+        ];
+        j.target = Some(TargetRecord {
+            detector: "msp".into(),
+            mode: mode.into(),
+            steer: "wrong".into(),
+            threshold: 0.25,
+            scale: 0.125,
+            curve: vec![[2.0, 0.0, 0.0], [1.0, 0.5, 0.75]],
+        });
+        j
+    };
+    let jobs = vec![oblivious, adaptive(1, "full", 1.0), adaptive(2, "subnet", 0.96875)];
+    let md = advdet::report::evasion::evasion_markdown(&jobs, "successful").ok_or("no table")?;
+    insta::assert_snapshot!("evasion_table_md", md);
+    let csv = advdet::report::evasion::curves_csv(&jobs).ok_or("no curves")?;
+    assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
+    assert!(advdet::report::evasion::evasion_markdown(&jobs[..1], "successful").is_none(), "no adaptive job, no table");
+    Ok(())
+}

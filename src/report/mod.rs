@@ -1,5 +1,6 @@
 //! Rendering of evaluation records (plots and tables) for the subnetwork-detection benchmark of Wang, Su, Zhang, Hu
 //! (arXiv 1910.02673); the numbers come from `metrics`, this module only draws them.
+pub mod evasion;
 pub mod heatmap;
 pub mod helps;
 pub mod html;

@@ -99,6 +99,24 @@ pub fn render(
     if forests.is_empty() {
         prune(dir, "forest.", &BTreeSet::new())?;
     }
+    let protocol = suite.protocols.first().map(String::as_str).unwrap_or("successful");
+    let mut adaptive_files = Vec::new();
+    match crate::report::evasion::evasion_markdown(jobs, protocol) {
+        Some(table) => {
+            md += &table;
+            write_bytes(&dir.join("adaptive.md"), table.as_bytes())?;
+            adaptive_files.push(("adaptive attacks: evasion table (markdown)", "adaptive.md"));
+        }
+        None => prune(dir, "adaptive.md", &BTreeSet::new())?,
+    }
+    match crate::report::evasion::curves_csv(jobs) {
+        Some(csv) => {
+            write_bytes(&dir.join("adaptive-curves.csv"), csv.as_bytes())?;
+            adaptive_files
+                .push(("adaptive attacks: first-batch loss and evasion per step (CSV)", "adaptive-curves.csv"));
+        }
+        None => prune(dir, "adaptive-curves.csv", &BTreeSet::new())?,
+    }
     let mut sweep_files = BTreeSet::new();
     let mut sweep_links = Vec::new();
     if let Some(sw) = sweeps.first() {
@@ -145,7 +163,6 @@ pub fn render(
         sweep: sweep_links,
         note: variants_note,
     };
-    let protocol = suite.protocols.first().map(String::as_str).unwrap_or("successful");
     let mut roc_files = BTreeSet::new();
     let first_variant = jobs.first().map(|j| j.variant.clone());
     for job in jobs.iter().filter(|j| Some(&j.variant) == first_variant.as_ref()) {
@@ -200,7 +217,10 @@ pub fn render(
         ("sparsity table (markdown)", "subnets/sparsity.md"),
         ("manifest (inputs, seeds, seconds per stage, job and detector)", MANIFEST_FILE),
         ("records (JSON)", "records/suite.json"),
-    ] {
+    ]
+    .into_iter()
+    .chain(adaptive_files)
+    {
         links.files.push((title.into(), path.into()));
     }
     write_bytes(&dir.join("index.html"), index_html(suite, &helps, &sweeps, &tables, &links).as_bytes())?;

@@ -12,9 +12,10 @@
 //! confidence of the label's class and pulls against the margin (a first run without the gate left MSP on the full
 //! model unbroken at 0% success). Steps are PGD's (sign steps
 //! in Linf, normalised gradient steps in L2, projected; `Pgd::step`). For each weight of the grid and each of
-//! `restarts` starts (the clean image, then random points of the ball), the images not yet evading run `steps` steps; per image the best iterate over
-//! all steps, weights and restarts is kept (evading first, then classified as t with the lowest score, then the lowest
-//! margin). An image evades when the full model predicts t and the detector's score is at most tau. The stand-ins for
+//! `restarts` starts (the clean image, then random points of the ball), the images not yet evading run `steps` steps
+//! (after the first weight, only those the full model classified as t at some iterate: the weight acts after that);
+//! per image the best iterate over all steps, weights and restarts is kept (evading first, then classified as t with
+//! the lowest score, then the lowest margin). An image evades when the full model predicts t and the detector's score is at most tau. The stand-ins for
 //! the steps that are not differentiable are in `target`.
 pub mod target;
 
@@ -216,7 +217,13 @@ impl Attack for Adaptive<'_> {
         let record = offset == 0;
         for (wi, &w) in self.cfg.weights.iter().enumerate() {
             for r in 0..self.cfg.restarts {
-                let left = rank.lt(2).nonzero().squeeze_dim(1);
+                // the hinge counts only once an image is classified as t, so for an image that never was during the
+                // first weight's starts another weight repeats margin PGD: later weights take the classified ones
+                let left = match wi {
+                    0 => rank.lt(2),
+                    _ => rank.eq(1),
+                };
+                let left = left.nonzero().squeeze_dim(1);
                 if left.size()[0] == 0 {
                     break;
                 }
