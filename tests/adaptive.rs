@@ -9,27 +9,9 @@ use advdet::attacks::{Attack, Norm};
 use advdet::data::{self, DatasetName, Split};
 use advdet::detectors::{self, Detector, DetectorConfig, DetectorKind};
 use advdet::models::Model;
-use advdet::rng::Rng;
 use advdet::routes::{self, Resources, RouteKind};
-use advdet::subnet::Subnets;
 use common::TestResult;
 use tch::{Device, Kind, Tensor};
-
-/// Real (if crude) subnetworks: conv layers whole, a seeded half of fc1's units per class.
-fn half_fc_subnets(model: &Model) -> Subnets {
-    let layout = model.gate_layout().clone();
-    let units = layout.units() as usize;
-    let fc_off = units - 500;
-    let mut masks = vec![1f32; 10 * units];
-    for c in 0..10 {
-        let mut rng = Rng::stream(7, c as u64);
-        for u in 0..500 {
-            masks[c * units + fc_off + u] = rng.below(2) as f32;
-        }
-    }
-    let masks = Tensor::from_slice(&masks).view([10, units as i64]);
-    Subnets { layout, gates: masks.copy(), masks }
-}
 
 /// Every detector, fitted on 300 clean training images where it needs fitting.
 fn fitted_detectors(model: &Model) -> Result<Vec<Box<dyn Detector>>, Box<dyn std::error::Error>> {
@@ -50,7 +32,7 @@ fn fitted_detectors(model: &Model) -> Result<Vec<Box<dyn Detector>>, Box<dyn std
 fn every_attacked_score_has_the_gradient_of_its_finite_differences() -> TestResult {
     let mut model = common::load_lenet_mnist();
     let dets = fitted_detectors(&model)?;
-    let subnets = half_fc_subnets(&model);
+    let subnets = common::half_fc_subnets(&model);
     model.vs.double();
     let test = data::load(DatasetName::Mnist, None, Split::Test)?.limit(4);
     let _guard = common::global_rng();
@@ -112,7 +94,7 @@ struct Setup {
 
 fn setup(n: usize) -> Result<Setup, Box<dyn std::error::Error>> {
     let model = common::load_lenet_mnist();
-    let subnets = half_fc_subnets(&model);
+    let subnets = common::half_fc_subnets(&model);
     let test = data::load(DatasetName::Mnist, None, Split::Test)?.limit(n);
     Ok(Setup { model, subnets, xs: test.images, ys: test.labels })
 }

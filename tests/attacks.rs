@@ -5,8 +5,6 @@ mod common;
 use advdet::attacks::{self, Attack, AttackOutcome, AttackSpec, Norm, Pgd, Targeting};
 use advdet::data::{self, DatasetName, Split};
 use advdet::models::{checkpoint, Arch, Model};
-use advdet::rng::Rng;
-use advdet::subnet::Subnets;
 use common::TestResult;
 use tch::{Device, Tensor};
 
@@ -82,22 +80,6 @@ fn mnist_and_lenet(n: usize) -> Result<(Model, Tensor, Tensor), Box<dyn std::err
     Ok((common::load_lenet_mnist(), ds.images, ds.labels))
 }
 
-/// Real (if crude) subnetworks: conv layers whole, a seeded half of fc1's units per class.
-fn half_fc_subnets(model: &Model) -> Subnets {
-    let layout = model.gate_layout().clone();
-    let units = layout.units() as usize;
-    let fc_off = units - 500;
-    let mut masks = vec![1f32; 10 * units];
-    for c in 0..10 {
-        let mut rng = Rng::stream(7, c as u64);
-        for u in 0..500 {
-            masks[c * units + fc_off + u] = (rng.below(2) as f32).min(1.0);
-        }
-    }
-    let masks = Tensor::from_slice(&masks).view([10, units as i64]);
-    Subnets { layout, gates: masks.copy(), masks }
-}
-
 struct Case {
     attack: Box<dyn Attack>,
     budget_check: bool,
@@ -134,7 +116,7 @@ fn check_properties(model: &Model, xs: &Tensor, ys: &Tensor, case: &Case) -> Tes
 #[test]
 fn every_attack_keeps_budget_range_and_lowers_accuracy() -> TestResult {
     let (model, xs, ys) = mnist_and_lenet(96)?;
-    let subnets = half_fc_subnets(&model);
+    let subnets = common::half_fc_subnets(&model);
     let specs = [
         spec(r#"{"name": "fgsm", "eps": 0.3}"#)?,
         spec(r#"{"name": "bim", "eps": 0.2, "alpha": 0.03, "steps": 10}"#)?,
@@ -157,7 +139,7 @@ fn every_attack_keeps_budget_range_and_lowers_accuracy() -> TestResult {
 #[test]
 fn subnet_ce_with_zero_weight_is_pgd_and_with_weight_keeps_the_subnet_confident() -> TestResult {
     let (model, xs, ys) = mnist_and_lenet(64)?;
-    let subnets = half_fc_subnets(&model);
+    let subnets = common::half_fc_subnets(&model);
     let zero_weight = spec(r#"{"name": "subnet-ce", "eps": 0.2, "steps": 10, "kappa": 0.0}"#)?;
     let zero = attacks::build(&zero_weight, Some(&subnets))?.perturb(&model, &xs, &ys)?;
     let pgd = Pgd { eps: 0.2, steps: 10, ..Pgd::linf() }.perturb(&model, &xs, &ys)?;

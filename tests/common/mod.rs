@@ -72,3 +72,19 @@ pub fn load_lenet_mnist() -> advdet::models::Model {
     model.freeze();
     model
 }
+
+/// Real (if crude) subnetworks: conv layers whole, a seeded half of fc1's units per class.
+pub fn half_fc_subnets(model: &advdet::models::Model) -> advdet::subnet::Subnets {
+    let layout = model.gate_layout().clone();
+    let units = layout.units() as usize;
+    let fc_off = units - 500;
+    let mut masks = vec![1f32; 10 * units];
+    for c in 0..10 {
+        let mut rng = advdet::rng::Rng::stream(7, c as u64);
+        for u in 0..500 {
+            masks[c * units + fc_off + u] = (rng.below(2) as f32).min(1.0);
+        }
+    }
+    let masks = tch::Tensor::from_slice(&masks).view([10, units as i64]);
+    advdet::subnet::Subnets { layout, gates: masks.copy(), masks }
+}
