@@ -10,6 +10,7 @@ use advdet::data::{self, DatasetName, Split};
 use advdet::detectors::{self, Detector, DetectorConfig, DetectorKind};
 use advdet::models::Model;
 use advdet::routes::{self, Resources, RouteKind};
+use advdet::subnet::Subnets;
 use common::TestResult;
 use tch::{Device, Kind, Tensor};
 
