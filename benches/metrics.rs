@@ -1,5 +1,5 @@
 //! Criterion benches of the ROC metrics (issue 8): auroc alone and all six metrics on 1e4, 1e5 and 1e6 scores, and
-//! the bootstrap, on Gaussian scores of a middling detector as in the evaluation of Wang, Su, Zhang, Hu (arXiv 1910.02673).
+//! the bootstrap, on Gaussian scores of a middling detector as in the evaluation of Wang, Hu, Su (arXiv 1910.02673).
 use advdet::metrics;
 use advdet::rng::Rng;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -1,5 +1,5 @@
 //! Regression check of a suite's results.csv against a committed baseline (the detection rates of the full-model and
-//! class-subnetwork detectors of Wang, Su, Zhang, Hu, arXiv 1910.02673): rows are matched on their key columns; a row
+//! class-subnetwork detectors of Wang, Hu, Su, arXiv 1910.02673): rows are matched on their key columns; a row
 //! present on one side only is a regression, and so is a metric that fell by more than the tolerance *and* whose 95%
 //! bootstrap interval lies wholly below the baseline's (`<metric>_lo`, `<metric>_hi`; results without interval
 //! columns: whose value lies below the baseline's interval). Non-overlapping intervals, not the result's point value

@@ -1,5 +1,5 @@
 //! advdet: a benchmark harness for adversarial-example detection with class-specific subnetworks
-//! (Wang, Su, Zhang, Hu, arXiv 1910.02673).
+//! (Wang, Hu, Su, arXiv 1910.02673).
 pub mod attacks;
 pub mod check;
 pub mod cpu;

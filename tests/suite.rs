@@ -1,4 +1,4 @@
-//! Suites end to end (the benchmark of Wang, Su, Zhang, Hu, arXiv 1910.02673): schema errors name file, key and line;
+//! Suites end to end (the benchmark of Wang, Hu, Su, arXiv 1910.02673): schema errors name file, key and line;
 //! runs are byte-reproducible, warm runs recompute nothing, a SIGKILLed run resumes to the same results, and merged
 //! shards equal an unsharded run. The suites here are tiny (64 test images, FGSM, msp) to keep the file fast.
 mod common;

@@ -1,5 +1,5 @@
 //! `advdet detect`: scores clean and adversarial images with each detector in the full and the subnet mode (the
-//! comparison of Wang, Su, Zhang, Hu, arXiv 1910.02673) and writes per-image scores and the metric table.
+//! comparison of Wang, Hu, Su, arXiv 1910.02673) and writes per-image scores and the metric table.
 use super::model_args::ModelArgs;
 use advdet::data::{self, Split};
 use advdet::detectors::{self, Detector, DetectorConfig, DetectorKind};

@@ -1,5 +1,5 @@
 //! `advdet roc`: the detection metrics of any detector's scores (a CSV of label,score), with bootstrap intervals and
-//! a ROC plot, as used for the full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673).
+//! a ROC plot, as used for the full-model vs. subnetwork comparison of Wang, Hu, Su (arXiv 1910.02673).
 use advdet::metrics::{self, csv, METRIC_NAMES};
 use advdet::report::plot;
 use anyhow::Result;

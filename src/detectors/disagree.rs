@@ -1,4 +1,4 @@
-//! Disagreement between the full model and the subnetwork of its predicted class (Wang, Su, Zhang, Hu,
+//! Disagreement between the full model and the subnetwork of its predicted class (Wang, Hu, Su,
 //! arXiv 1910.02673: the subnetwork of a class should reproduce the full model on that class's images).
 use super::{Detector, DetectorKind, View};
 use crate::error::Result;

@@ -1,5 +1,5 @@
 //! KL divergence between the full model's and the class subnetwork's softmax, KL(p_full || p_subnet): an input the
-//! subnetwork of its predicted class (Wang, Su, Zhang, Hu, arXiv 1910.02673) explains differently is suspicious.
+//! subnetwork of its predicted class (Wang, Hu, Su, arXiv 1910.02673) explains differently is suspicious.
 use super::{Detector, DetectorKind, View};
 use crate::error::Result;
 use crate::routes::RouteKind;

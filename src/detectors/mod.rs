@@ -1,5 +1,5 @@
 //! Adversarial-example detectors behind one `Detector` trait: confidence scores of whatever route an image took (the
-//! full model, the class subnetwork of Wang, Su, Zhang, Hu, arXiv 1910.02673, ...), and feature-based baselines
+//! full model, the class subnetwork of Wang, Hu, Su, arXiv 1910.02673, ...), and feature-based baselines
 //! fitted on clean training images. `eval` runs each route once per batch and hands its pass to every detector.
 pub mod disagree;
 pub mod energy;

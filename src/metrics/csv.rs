@@ -1,5 +1,5 @@
 //! Reading a detector's scores from a CSV file with a header and the columns `label` (1 = adversarial, 0 = clean) and
-//! `score`, so scores from any detector can go through the metrics of Wang, Su, Zhang, Hu (arXiv 1910.02673).
+//! `score`, so scores from any detector can go through the metrics of Wang, Hu, Su (arXiv 1910.02673).
 use crate::error::Error;
 use rayon::prelude::*;
 use std::path::Path;

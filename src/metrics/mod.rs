@@ -1,6 +1,6 @@
 //! Detection metrics on f64 scores (higher = more likely adversarial), with scikit-learn's definitions and tie handling,
 //! and their bootstrap confidence intervals: the numbers behind the comparison of full-model and subnetwork detectors
-//! (Wang, Su, Zhang, Hu, arXiv 1910.02673). No tensors and no plotting here (`csv` reads a scores file).
+//! (Wang, Hu, Su, arXiv 1910.02673). No tensors and no plotting here (`csv` reads a scores file).
 mod bootstrap;
 pub mod csv;
 pub mod paired;

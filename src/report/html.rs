@@ -1,4 +1,4 @@
-//! index.html of a suite report (the full-model vs class-subnetwork detector comparison of Wang, Su, Zhang, Hu,
+//! index.html of a suite report (the full-model vs class-subnetwork detector comparison of Wang, Hu, Su,
 //! arXiv 1910.02673): the AUROC table, ROC plots, subnetwork heatmap and sparsity, all linked by relative paths.
 use crate::records::{SubnetRecord, SuiteRecord};
 use crate::report::helps::HelpTable;

@@ -1,4 +1,4 @@
-//! manifest.json of a suite report (the benchmark of Wang, Su, Zhang, Hu, arXiv 1910.02673): which code, libtorch,
+//! manifest.json of a suite report (the benchmark of Wang, Hu, Su, arXiv 1910.02673): which code, libtorch,
 //! device, seeds and inputs produced the results, and where the time went: every stage, every job, every (detector,
 //! route).
 use crate::error::Result;

@@ -1,4 +1,4 @@
-//! Rendering of evaluation records (plots and tables) for the subnetwork-detection benchmark of Wang, Su, Zhang, Hu
+//! Rendering of evaluation records (plots and tables) for the subnetwork-detection benchmark of Wang, Hu, Su
 //! (arXiv 1910.02673); the numbers come from `metrics`, this module only draws them.
 pub mod evasion;
 pub mod heatmap;

@@ -1,5 +1,5 @@
 //! ROC curves as SVG or PNG (plotters): one line per detector and mode, with the chance diagonal, for the
-//! full-model vs. subnetwork comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673); the paired differences as a forest
+//! full-model vs. subnetwork comparison of Wang, Hu, Su (arXiv 1910.02673); the paired differences as a forest
 //! plot and against the subnetworks' size; and a run's stage times as bars.
 use crate::error::Error;
 use crate::io::write_atomic;

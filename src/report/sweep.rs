@@ -1,5 +1,5 @@
 //! The extraction sweep (`[subnet] lambda` as a list): per attack and detector, the class subnetwork's AUROC
-//! difference from the full model (Wang, Su, Zhang, Hu, arXiv 1910.02673) at each lambda, against the mean fraction of
+//! difference from the full model (Wang, Hu, Su, arXiv 1910.02673) at each lambda, against the mean fraction of
 //! units that extraction's subnetworks keep, so that a reader sees whether a gain needs a small or a large subnetwork.
 use crate::error::Result;
 use crate::report::helps::{distinct, filter_eq, Delta, HelpTable};

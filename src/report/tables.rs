@@ -1,4 +1,4 @@
-//! Result tables of a suite run (the full-model vs class-subnetwork detector comparison of Wang, Su, Zhang, Hu,
+//! Result tables of a suite run (the full-model vs class-subnetwork detector comparison of Wang, Hu, Su,
 //! arXiv 1910.02673), built with polars: results.csv / results.parquet with one row per dataset x model x attack x
 //! params x detector x mode x protocol, and the paper-shaped AUROC table (rows: attacks; columns: detector x mode).
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-//! Class-specific subnetwork extraction (Wang, Su, Zhang, Hu, arXiv 1910.02673, after CDRP, Wang et al. CVPR 2018):
+//! Class-specific subnetwork extraction (Wang, Hu, Su, arXiv 1910.02673, after CDRP, Wang, Su, Zhang, Hu, CVPR 2018):
 //! the gates of all classes learned at once by distillation from the full model plus an L1 penalty, then binarised.
 use super::analysis::{self, Analysis};
 use super::mask::{self, Binarize};
@@ -13,9 +13,9 @@ use tch::{Kind, Tensor};
 
 /// Gate-training settings.
 ///
-/// From the CDRP code (Wang et al. 2018, one image at a time): gates start at 1.0, clamp to [0, 5] (`gmax`), SGD at
-/// lr 0.1 with momentum 0.9, L1 weight 0.05 on the sum of the gates, 30 steps. Whole-class extraction learns one gate
-/// row per class from many images, so it takes stochastic steps: 200 steps of 24 images per class drawn from the first
+/// From the CDRP code (Wang, Su, Zhang, Hu, CVPR 2018, one image at a time): gates start at 1.0, clamp to [0, 5]
+/// (`gmax`), SGD at lr 0.1 with momentum 0.9, L1 weight 0.05 on the sum of the gates, 30 steps. Whole-class
+/// extraction learns one gate row per class from many images, so it takes stochastic steps: 200 steps of 24 images per class drawn from the first
 /// 500 training images of each class (48,000 image passes without weight gradients, under one training epoch of 60,000
 /// passes with them). A gate that the distillation does not defend falls by at most `lambda * lr / (1 - momentum)` per
 /// step, so pruning needs `lambda * steps` of about 1 or more: lambda 0.002 pruned nothing in 200 steps, CDRP's 0.05

@@ -1,4 +1,4 @@
-//! Class-specific subnetworks (Wang, Su, Zhang, Hu, arXiv 1910.02673): per class, a non-negative gate per gateable
+//! Class-specific subnetworks (Wang, Hu, Su, arXiv 1910.02673): per class, a non-negative gate per gateable
 //! unit learned so the gated network reproduces the full model on that class, binarised into a mask.
 pub mod analysis;
 pub mod extract;

@@ -1,4 +1,4 @@
-//! The list-valued parts of a suite file (the benchmark of Wang, Su, Zhang, Hu, arXiv 1910.02673): `[[attack]]`
+//! The list-valued parts of a suite file (the benchmark of Wang, Hu, Su, arXiv 1910.02673): `[[attack]]`
 //! entries expanded into one job per eps value, and the `[detectors]` table split into names, modes and parameters.
 use crate::attacks::AttackSpec;
 use crate::detectors::{self, DetectorConfig, DetectorKind};

@@ -1,5 +1,5 @@
 //! `advdet merge`: combines the reports of a suite's shards into the report an unsharded run writes (the benchmark
-//! of Wang, Su, Zhang, Hu, arXiv 1910.02673), by rendering the union of their records.
+//! of Wang, Hu, Su, arXiv 1910.02673), by rendering the union of their records.
 use crate::error::{Error, Result};
 use crate::io::read_json;
 use crate::records::{self, JobRecord, SuiteRecord};

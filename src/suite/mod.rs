@@ -1,5 +1,5 @@
 //! Suites: a TOML file naming data, model, subnetwork extraction, attacks, detectors and metrics, run end to end with
-//! every stage cached, sharded and merged, for the detector comparison of Wang, Su, Zhang, Hu (arXiv 1910.02673).
+//! every stage cached, sharded and merged, for the detector comparison of Wang, Hu, Su (arXiv 1910.02673).
 pub mod cache;
 pub mod expand;
 pub mod locate;

@@ -1,5 +1,5 @@
 //! Suite files (`attacks/*.toml`): the TOML schema of one benchmark run of the class-specific-subnetwork detectors
-//! (Wang, Su, Zhang, Hu, arXiv 1910.02673), validated before any tensor is touched; unknown keys are rejected with the
+//! (Wang, Hu, Su, arXiv 1910.02673), validated before any tensor is touched; unknown keys are rejected with the
 //! file, key and line, and each `[[attack]]` eps list expands into one job per value.
 use crate::attacks::AttackSpec;
 use crate::cpu::CpuMode;
