@@ -14,15 +14,15 @@ use tch::{Kind, Tensor};
 /// Gate-training settings.
 ///
 /// From the CDRP code (Wang, Su, Zhang, Hu, CVPR 2018, one image at a time): gates start at 1.0, clamp to [0, 5]
-/// (`gmax`), SGD at lr 0.1 with momentum 0.9, L1 weight 0.05 on the sum of the gates, 30 steps. Whole-class
-/// extraction learns one gate row per class from many images, so it takes stochastic steps: 200 steps of 24 images per class drawn from the first
-/// 500 training images of each class (48,000 image passes without weight gradients, under one training epoch of 60,000
-/// passes with them). A gate that the distillation does not defend falls by at most `lambda * lr / (1 - momentum)` per
-/// step, so pruning needs `lambda * steps` of about 1 or more: lambda 0.002 pruned nothing in 200 steps, CDRP's 0.05
-/// left about 1% of the units (one channel per conv layer: a subnetwork that answers its class whatever the input),
-/// 0.01 keeps about 20% (MNIST). Temperature 4 makes the distillation keep the full model's whole output distribution
-/// (KL 0.02 instead of 0.15 at T = 1, MNIST). Pruned gates end at exactly 0 through the clamp; `threshold` 0.05 keeps
-/// every gate that is still moving.
+/// (`gmax`), SGD at lr 0.1 with momentum 0.9, L1 weight 0.05 on the sum of the gates, 30 steps. Whole-class extraction
+/// learns one gate row per class from many images, so it takes stochastic steps: 200 steps of 24 images per class drawn
+/// from the first 500 training images of each class (48,000 image passes without weight gradients, under one training
+/// epoch of 60,000 passes with them). A gate that the distillation does not defend falls by at most `lambda * lr / (1 -
+/// momentum)` per step, so pruning needs `lambda * steps` of about 1 or more: lambda 0.002 pruned nothing in 200 steps,
+/// CDRP's 0.05 left about 1% of the units (one channel per conv layer: a subnetwork that answers its class whatever the
+/// input), 0.01 keeps about 20% (MNIST). Temperature 4 makes the distillation keep the full model's whole output
+/// distribution (KL 0.02 instead of 0.15 at T = 1, MNIST). Pruned gates end at exactly 0 through the clamp; `threshold`
+/// 0.05 keeps every gate that is still moving.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExtractConfig {
