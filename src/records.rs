@@ -212,6 +212,21 @@ pub struct SubnetRecord {
     pub similarity: Vec<Vec<f64>>,
 }
 
+/// A model trained with class-specific gates (CSG-CNN): its gate matrix, how class-specific it is, and the clean
+/// accuracy per class of its full path, its gated path with the true label's gates, and with the predicted class's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CsgRecord {
+    /// `[channel][class]`, in [0, 1].
+    pub gates: Vec<Vec<f64>>,
+    pub mean_max_share: f64,
+    pub mean_entropy: f64,
+    pub dead_channels: usize,
+    pub kept_fraction: f64,
+    pub full_accuracy: Vec<f64>,
+    pub label_gated_accuracy: Vec<f64>,
+    pub predicted_gated_accuracy: Vec<f64>,
+}
+
 /// What describes the whole run: identical in every shard of a suite.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SuiteRecord {
@@ -231,6 +246,9 @@ pub struct SuiteRecord {
     pub modes: Vec<String>,
     pub protocols: Vec<String>,
     pub subnet: SubnetRecord,
+    /// The first variant's model's class-specific gates, when it was trained with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csg: Option<CsgRecord>,
 }
 
 /// Writes the records into `<dir>/records/`.

@@ -14,6 +14,8 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 /// Bumped whenever a change to the architectures or the training loop changes the weights a config produces.
 pub const TRAINING_CODE_VERSION: u32 = 1;
 
+pub use crate::models::training::Training;
+
 /// Training settings. Defaults: Adam (Kingma & Ba 2015) at lr 1e-3, batch 64, the learning rate multiplied by
 /// `lr_decay` after each epoch; 6 epochs (MNIST-like) or 30 (CIFAR-10).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -25,6 +27,9 @@ pub struct TrainConfig {
     pub lr: f64,
     pub lr_decay: f64,
     pub seed: u64,
+    /// Left out of the serialisation (and so of the cache key) when standard: standard models keep their keys.
+    #[serde(default, skip_serializing_if = "Training::is_standard")]
+    pub training: Training,
 }
 
 impl TrainConfig {
@@ -33,7 +38,16 @@ impl TrainConfig {
             DatasetName::Cifar10 => 30,
             _ => 6,
         };
-        TrainConfig { arch, dataset, epochs, batch_size: 64, lr: 1e-3, lr_decay: 0.7, seed: 0 }
+        TrainConfig {
+            arch,
+            dataset,
+            epochs,
+            batch_size: 64,
+            lr: 1e-3,
+            lr_decay: 0.7,
+            seed: 0,
+            training: Training::Standard,
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -47,7 +61,15 @@ impl TrainConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::config("lr", self.lr, "must be a positive number"));
         }
-        Ok(())
+        self.training.validate(self.epochs)
+    }
+
+    /// The part of a model's name that says how it was trained (`-csg`; nothing for standard training).
+    pub fn tag(&self) -> &'static str {
+        match self.training {
+            Training::Standard => "",
+            Training::Csg { .. } => "-csg",
+        }
     }
 
     /// A key over everything that determines the trained weights, the numerics of the device included (the CPU mode
@@ -117,8 +139,20 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
         return Err(Error::config("dataset", cfg.dataset, "the training split is empty"));
     }
     tch::manual_seed(cfg.seed as i64);
-    let model = Model::new(cfg.arch, device);
+    let mut model = Model::new(cfg.arch, device);
     let mut opt = nn::Adam::default().build(&model.vs, cfg.lr)?;
+    // CSG-CNN: the gate matrix in a store of its own, and the gated path's own Adam state for the weights and the gates
+    let gate_vs = nn::VarStore::new(device);
+    let mut gated = match cfg.training {
+        Training::Standard => None,
+        Training::Csg { .. } => {
+            let init = crate::models::csg::init(model.gate_layout(), model.num_classes(), device)?;
+            let g = gate_vs.root().var_copy("gates", &init);
+            let opt_w = nn::Adam::default().build(&model.vs, cfg.lr)?;
+            let opt_g = nn::Adam::default().build(&gate_vs, cfg.lr)?;
+            Some((g, opt_w, opt_g))
+        }
+    };
     let n = train.len();
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
     let pb = progress::bar((steps_per_epoch * cfg.epochs) as u64, "train");
@@ -126,7 +160,9 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
     let (mut losses, mut accs) = (Vec::new(), Vec::new());
     let start = Instant::now();
     for epoch in 0..cfg.epochs {
-        opt.set_lr(cfg.lr * cfg.lr_decay.powi(epoch as i32));
+        let lr = cfg.lr * cfg.lr_decay.powi(epoch as i32);
+        opt.set_lr(lr);
+        let gated_epoch = cfg.training.gated(epoch);
         let perm = Tensor::from_slice(&rng.permutation(n));
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0usize);
         let epoch_start = Instant::now();
@@ -134,9 +170,28 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
             let idx = perm.narrow(0, (b * cfg.batch_size) as i64, cfg.batch_size.min(n - b * cfg.batch_size) as i64);
             let xs = train.images.index_select(0, &idx).to_device(device);
             let ys = train.labels.index_select(0, &idx).to_device(device);
-            let logits = model.net.forward(&xs, None, true);
-            let loss = logits.cross_entropy_for_logits(&ys);
-            opt.backward_step(&loss);
+            let (logits, loss) = match (&mut gated, gated_epoch) {
+                (Some((g, opt_w, opt_g)), true) => {
+                    let gates = crate::models::csg::per_image(g, model.gate_layout(), &ys)?;
+                    let logits = model.net.forward(&xs, Some(&gates), true);
+                    let loss = logits.cross_entropy_for_logits(&ys) + crate::models::csg::sparsity_loss(g);
+                    opt_w.set_lr(lr);
+                    opt_g.set_lr(lr);
+                    opt_w.zero_grad();
+                    opt_g.zero_grad();
+                    loss.backward();
+                    opt_w.step();
+                    opt_g.step();
+                    crate::models::csg::normalise_(g);
+                    (logits, loss)
+                }
+                _ => {
+                    let logits = model.net.forward(&xs, None, true);
+                    let loss = logits.cross_entropy_for_logits(&ys);
+                    opt.backward_step(&loss);
+                    (logits, loss)
+                }
+            };
             let bs = ys.size()[0] as usize;
             loss_sum += f64::try_from(&loss)? * bs as f64;
             correct += i64::try_from(logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64))?;
@@ -156,15 +211,19 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
         losses.push(loss_sum / seen as f64);
         accs.push(correct as f64 / seen as f64);
         pb.println(format!(
-            "epoch {}/{}: loss {:.4}, train accuracy {:.4}, {:.0} images/s",
+            "epoch {}/{}{}: loss {:.4}, train accuracy {:.4}, {:.0} images/s",
             epoch + 1,
             cfg.epochs,
+            if gated_epoch { " (gated path)" } else { "" },
             losses[epoch],
             accs[epoch],
             seen as f64 / epoch_start.elapsed().as_secs_f64()
         ));
     }
     pb.finish_and_clear();
+    if let Some((g, _, _)) = gated {
+        model.csg = Some(g.detach().copy());
+    }
     let seconds = start.elapsed().as_secs_f64();
     let report = TrainReport {
         epoch_loss: losses,
@@ -197,6 +256,7 @@ pub fn train_and_save(
         test_accuracy: eval.accuracy,
         advdet_version: env!("CARGO_PKG_VERSION").to_string(),
         data_hash: train_ds.source_hash.clone(),
+        training: cfg.training.clone(),
     };
     checkpoint::save(&model, out, Some(&meta))?;
     Ok((meta, report))
@@ -206,9 +266,14 @@ pub fn train_and_save(
 /// Where the model cache keeps the model `cfg` trains on the training set with sha256 `data_hash`.
 pub fn cached_model_path(cfg: &TrainConfig, data_hash: &str, device: Device) -> PathBuf {
     let key = cfg.cache_key(data_hash, device);
-    data::cache_dir()
-        .join("models")
-        .join(format!("{}-{}-s{}-e{}-{key}.safetensors", cfg.arch, cfg.dataset, cfg.seed, cfg.epochs))
+    data::cache_dir().join("models").join(format!(
+        "{}-{}-s{}-e{}{}-{key}.safetensors",
+        cfg.arch,
+        cfg.dataset,
+        cfg.seed,
+        cfg.epochs,
+        cfg.tag()
+    ))
 }
 
 pub fn cached_model(cfg: &TrainConfig, data_dir: Option<&Path>, device: Device) -> Result<PathBuf> {
@@ -216,7 +281,11 @@ pub fn cached_model(cfg: &TrainConfig, data_dir: Option<&Path>, device: Device) 
     let train_ds = data::load(cfg.dataset, data_dir, Split::Train)?;
     let path = cached_model_path(cfg, &train_ds.source_hash, device);
     drop(train_ds);
-    let ready = |p: &Path| p.is_file() && checkpoint::sidecar_path(p).is_file();
+    let ready = |p: &Path| {
+        p.is_file()
+            && checkpoint::sidecar_path(p).is_file()
+            && (!cfg.training.is_csg() || crate::models::csg::gates_path(p).is_file())
+    };
     if ready(&path) {
         return Ok(path);
     }

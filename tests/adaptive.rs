@@ -45,7 +45,7 @@ fn every_attacked_score_has_the_gradient_of_its_finite_differences() -> TestResu
         .detach();
     let v = Tensor::randn([4, 1, 28, 28], (Kind::Double, Device::Cpu));
     let steer = (&test.labels + 1).remainder(10);
-    let res = Resources { subnets: Some(&subnets), temperature: Some(1.7), second: None };
+    let res = Resources { subnets: Some(&subnets), temperature: Some(1.7), ..Default::default() };
     let h = 1e-7;
     let mut checked = 0;
     for det in &dets {

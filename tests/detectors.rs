@@ -6,10 +6,11 @@ mod common;
 use advdet::data::{self, Dataset, DatasetName, Split};
 use advdet::detectors::{self, build, by_name, DetectorConfig, DetectorKind};
 use advdet::eval::{fit_split, protocol_sets, score, score_batched};
+use advdet::routes::subspace::Subspaces;
 use advdet::routes::{Resources, RouteKind};
 
 /// No resources: the full model only.
-const NONE: Resources = Resources { subnets: None, temperature: None, second: None };
+const NONE: Resources = Resources { subnets: None, temperature: None, second: None, subspaces: None };
 use advdet::models::{Arch, Model};
 use advdet::subnet::{extract, mask, Subnets};
 use common::{load_lenet_mnist, TestResult};
@@ -86,12 +87,15 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     let mut all: Vec<(String, RouteKind, Vec<f64>)> = Vec::new();
     let temperature = Some(advdet::routes::temperature::fit(&model, &subnets, &fit.images, 256)?);
     let second = common::load_lenet_mnist_one_epoch(1);
-    let res = Resources { subnets: Some(&subnets), temperature, second: Some(&second) };
+    let subspaces = Subspaces::fit(&model, &fit.images, &fit.labels, 40, 256)?;
+    let res = Resources { subnets: Some(&subnets), temperature, second: Some(&second), subspaces: Some(&subspaces) };
     for kind in DetectorKind::ALL {
         let name = kind.as_str();
         let mut det = build(kind, &cfg)?;
         det.fit(&model, &fit)?;
-        for mode in det.routes_of(&RouteKind::ALL) {
+        // the csg routes need a model trained with class-specific gates (tests/csg.rs and tests/suite.rs run them)
+        let routes: Vec<RouteKind> = RouteKind::ALL.into_iter().filter(|r| !r.needs_class_gates()).collect();
+        for mode in det.routes_of(&routes) {
             let clean = score_batched(det.as_ref(), &model, res, mode, &test.images, 128)?;
             let advs = score_batched(det.as_ref(), &model, res, mode, &adv, 128)?;
             assert_eq!((clean.len(), advs.len()), (400, 400));
@@ -435,10 +439,11 @@ fn route_registry_names_builds_and_refuses_what_it_cannot_run() -> TestResult {
     let on =
         |k: DetectorKind| -> Result<Vec<RouteKind>, advdet::Error> { Ok(build(k, &cfg)?.routes_of(&RouteKind::ALL)) };
     // ODIN perturbs its input through the route's network: not on the second model's route, whose pass cannot re-run it
-    assert_eq!(on(DetectorKind::Odin)?, RouteKind::ALL[..6]);
+    let own_network: Vec<RouteKind> = RouteKind::ALL.into_iter().filter(|&r| r != RouteKind::SecondModel).collect();
+    assert_eq!(on(DetectorKind::Odin)?, own_network);
     // ReAct applies the model's last layer and squeezing re-runs the route's network: not on the second model's either
     for k in [DetectorKind::React, DetectorKind::Squeeze] {
-        assert_eq!(on(k)?, RouteKind::ALL[..6], "{k}");
+        assert_eq!(on(k)?, own_network, "{k}");
     }
     for k in [DetectorKind::Msp, DetectorKind::Energy, DetectorKind::Maxlogit, DetectorKind::Gen] {
         assert_eq!(on(k)?, RouteKind::ALL, "{k}");
@@ -454,19 +459,25 @@ fn route_registry_names_builds_and_refuses_what_it_cannot_run() -> TestResult {
 
 #[test]
 fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResult {
-    let model = load_lenet_mnist();
+    let mut model = load_lenet_mnist();
+    // a gate matrix of ones, so the csg routes run (as the full model)
+    model.csg = Some(Tensor::ones([50, 10], (Kind::Float, Device::Cpu)));
     let (_, test) = fit_and_test(100)?;
     let ones = all_ones(&model);
     let second = common::load_lenet_mnist_one_epoch(1);
-    let res = Resources { subnets: Some(&ones), temperature: Some(1.5), second: Some(&second) };
+    let (fit, _) = fit_and_test(1)?;
+    let subspaces = Subspaces::fit(&model, &fit.images, &fit.labels, 40, 256)?;
+    let res =
+        Resources { subnets: Some(&ones), temperature: Some(1.5), second: Some(&second), subspaces: Some(&subspaces) };
     let cfg = DetectorConfig::default();
     let dets: Vec<_> =
         ["msp", "entropy", "margin", "kl", "disagree"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
     let s = advdet::eval::score_images(&model, res, &scorings(&dets, &RouteKind::ALL), &test.images, 40, "count")?;
-    // 3 batches (40, 40, 20), each through each of the 7 routes (full, subnet, the five controls) once: 21
-    // forwards, not one per batch, detector and route (3 x 33); the second model's forward counts as the model's
-    assert_eq!((s.forwards, s.backwards), (3 * 7, 0));
-    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [7, 7, 7, 6, 6]);
+    // 3 batches (40, 40, 20), each through each of the 10 routes (full, subnet, subspace, csg, csg-binary, the five
+    // controls) once: 30 forwards, not one per batch, detector and route (3 x 48); the second model's forward counts
+    // as the model's
+    assert_eq!((s.forwards, s.backwards), (3 * 10, 0));
+    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [10, 10, 10, 9, 9]);
     assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
     assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
     // the full route alone: one pass per batch

@@ -31,7 +31,8 @@ fn gates_of(kind: RouteKind, s: &Subnets) -> Result<Applied, Box<dyn std::error:
     let xs = data::load(DatasetName::Mnist, None, Split::Test)?.limit(64).images;
     let _guard = tch::no_grad_guard();
     let full = Pass::run(&model, &xs, None);
-    let route = routes::build(kind, &model, Resources { subnets: Some(s), temperature: Some(2.0), second: None })?;
+    let route =
+        routes::build(kind, &model, Resources { subnets: Some(s), temperature: Some(2.0), ..Default::default() })?;
     let pass = route.pass(&model, &xs, &full)?.ok_or("no pass")?;
     Ok((rows(pass.gates.as_ref().ok_or("no gates")?), full.logits))
 }
@@ -118,7 +119,7 @@ fn the_temperature_control_matches_the_subnetworks_confidence_and_scales_every_f
     assert!((tempered - target).abs() < 1e-6, "T {t}: {tempered} vs the subnetworks' {target}");
     // the route's pass and its forward on other inputs are the full model's logits over T
     let route =
-        routes::build(RouteKind::Temperature, &model, Resources { subnets: None, temperature: Some(t), second: None })?;
+        routes::build(RouteKind::Temperature, &model, Resources { temperature: Some(t), ..Default::default() })?;
     let xs = fit.narrow(0, 0, 32);
     let p = route.pass(&model, &xs, &Pass::run(&model, &xs, None))?.ok_or("no pass")?;
     let plain = model.forward_eval(&xs, None).1;

@@ -101,6 +101,7 @@ fn records() -> (SuiteRecord, Vec<JobRecord>) {
         modes: vec!["full".into(), "subnet".into()],
         protocols: vec!["successful".into(), "all".into()],
         subnet,
+        csg: None,
     };
     (suite, vec![job(0, "fgsm", "eps=0.1", 0.0), job(1, "pgd-linf", "eps=0.3 steps=40", 0.0625)])
 }

@@ -101,6 +101,39 @@ fn seeds_lambda_lists_gate_and_second_model_are_checked_at_parse_time() -> TestR
     expect(&parse_err(&no_second), &["attacks/x.toml", "line 25", "detectors.modes", "second_weights"]);
     let stray = BASE.replace("[subnet]", "[model]\nsecond_weights = \"w2.safetensors\"\n\n[subnet]");
     expect(&parse_err(&stray), &["line 11", "model.second_weights", "model.weights"]);
+    // [subspace] k: 1 to the architecture's penultimate width, and only with the subspace mode
+    let subspace = |k: &str, modes: &str| {
+        BASE.replace("[metrics]", &format!("[subspace]\nk = {k}\n\n[metrics]"))
+            .replace("modes = [\"full\", \"subnet\"]", &format!("modes = {modes}"))
+    };
+    let with_mode = "[\"full\", \"subspace\"]";
+    expect(&parse_err(&subspace("0", with_mode)), &["attacks/x.toml", "line 25", "subspace.k", "between 1 and"]);
+    expect(&parse_err(&subspace("501", with_mode)), &["line 25", "subspace.k", "500 penultimate features of lenet"]);
+    expect(&parse_err(&subspace("5", "[\"full\"]")), &["line 25", "subspace.k", "subspace mode"]);
+    expect(&parse_err(&subspace("\"five\"", with_mode)), &["attacks/x.toml", "line 25", "`k`", "five"]);
+    assert_eq!(schema::parse(Path::new("x.toml"), &subspace("40", with_mode), String::new())?.subspace_k, 40);
+    assert_eq!(schema::parse(Path::new("x.toml"), BASE, String::new())?.subspace_k, 5, "the paper's k by default");
+    // [model] training: csg gives the csg routes a model; its schedule must reach a gated epoch
+    let model = |keys: &str, modes: &str| {
+        BASE.replace("[subnet]", &format!("[model]\n{keys}\n\n[subnet]"))
+            .replace("modes = [\"full\", \"subnet\"]", &format!("modes = {modes}"))
+    };
+    let csg_modes = "[\"full\", \"csg\", \"csg-binary\"]";
+    let s = schema::parse(Path::new("x.toml"), &model("training = \"csg\"", csg_modes), String::new())?;
+    match &s.model {
+        schema::ModelSpec::Train(c) => {
+            assert_eq!((c.epochs, &c.training), (9, &advdet::train::Training::Csg { warmup: 3, every: 3 }))
+        }
+        other => panic!("{other:?}"),
+    }
+    expect(&parse_err(&model("seed = 1", csg_modes)), &["attacks/x.toml", "detectors.modes", "training = \"csg\""]);
+    expect(&parse_err(&model("training = \"gated\"", csg_modes)), &["line 11", "model.training", "gated"]);
+    let late = model("training = \"csg\"\nepochs = 4\ncsg_warmup = 3", csg_modes);
+    expect(&parse_err(&late), &["attacks/x.toml", "line 13", "model.csg_warmup", "never train"]);
+    expect(&parse_err(&model("training = \"csg\"\ncsg_every = 0", csg_modes)), &["model.csg_every", "at least 1"]);
+    expect(&parse_err(&model("csg_every = 2", "[\"full\"]")), &["line 11", "model.csg_every", "training"]);
+    let weights = model("weights = \"w.safetensors\"\ntraining = \"csg\"", csg_modes);
+    expect(&parse_err(&weights), &["model.weights", "model.training"]);
     // accepted: the variants in order, seeds first, and the next seed's model as the trained model's second network
     let ok = lambda("[0.01, 0.05]")
         .replace("seed = 3\n", "seed = 3\nseeds = [4, 7]\n")
@@ -422,5 +455,61 @@ fn bad_shard_specs_and_missing_suites_exit_2() -> TestResult {
     let (code, _, stderr) = run_advdet(&["run", "attacks/does-not-exist.toml"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("does-not-exist.toml"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn the_class_specific_routes_run_end_to_end_on_a_csg_model() -> TestResult {
+    let _rng = common::global_rng();
+    let tmp = tempfile::tempdir()?;
+    // a LeNet trained 2 epochs on 1,280 MNIST images with class-specific gates (the second epoch gated)
+    let ds = advdet::data::load(advdet::data::DatasetName::Mnist, None, advdet::data::Split::Train)?.limit(1280);
+    let mut cfg = advdet::train::TrainConfig::default_for(ds.name, advdet::models::Arch::Lenet);
+    cfg.epochs = 2;
+    cfg.training = advdet::train::Training::csg_for(2);
+    let (model, _) = advdet::train::train(&cfg, &ds, tch::Device::Cpu)?;
+    let weights = tmp.path().join("csg.safetensors");
+    advdet::models::checkpoint::save(&model, &weights, None)?;
+    let text = BASE
+        .replace(
+            "[subnet]",
+            &format!("[model]\narch = \"lenet\"\nweights = {:?}\n\n[subnet]", weights.display().to_string()),
+        )
+        .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"subspace\", \"csg\", \"csg-binary\"]")
+        .replace("[metrics]", "[subspace]\nk = 40\n\n[metrics]");
+    let suite = tmp.path().join("tiny.toml");
+    std::fs::write(&suite, &text)?;
+    let out = tmp.path().join("out");
+    let (_, stderr) = run_suite(&suite, &out, &[])?;
+    assert!(stderr.contains("subspace route: 40 penultimate features per class"), "{stderr}");
+    let csv = String::from_utf8(results(&out)?)?;
+    let header: Vec<&str> = csv.lines().next().ok_or("empty")?.split(',').collect();
+    let (mode, against) = (
+        header.iter().position(|h| *h == "mode").ok_or("mode")?,
+        header.iter().position(|h| *h == "delta_against").ok_or("delta_against")?,
+    );
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2 * 4, "2 attacks x 4 routes");
+    for m in ["subspace", "csg", "csg-binary"] {
+        let r: Vec<&Vec<&str>> = rows.iter().filter(|r| r[mode] == m).collect();
+        assert_eq!(r.len(), 2, "{m}");
+        assert!(r.iter().all(|r| r[against] == "full"), "{m}: each compared with the full model");
+    }
+    let dir = out.join("tiny");
+    for file in ["csg/gates.svg", "csg/gates.png", "csg/csg.md"] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let md = std::fs::read_to_string(dir.join("csg/csg.md"))?;
+    assert!(md.contains("50 channels x 10 classes") && md.contains("| 9 |"), "{md}");
+    let table = std::fs::read_to_string(dir.join("table.md"))?;
+    assert!(
+        table.contains("msp (csg)") && table.contains("msp (csg-binary)") && table.contains("msp (subspace)"),
+        "{table}"
+    );
+    // the same weights without their gate matrix: the csg routes cannot run, and the run says why
+    std::fs::remove_file(advdet::models::csg::gates_path(&weights))?;
+    let (code, _, err) = run_advdet(&["run", suite.to_str().ok_or("path")?, "--out", out.to_str().ok_or("path")?]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("csg mode needs a model trained with class-specific gates"), "{err}");
     Ok(())
 }

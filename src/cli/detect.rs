@@ -8,6 +8,7 @@ use advdet::io::write_text;
 use advdet::metrics::METRIC_NAMES;
 use advdet::models::Arch;
 use advdet::records::RowRecord;
+use advdet::routes::subspace::Subspaces;
 use advdet::routes::{Resources, RouteKind};
 use advdet::subnet::Subnets;
 use advdet::Error;
@@ -37,10 +38,14 @@ pub struct DetectArgs {
     /// kdbu, energy, maxlogit, gen, react, squeeze; the README's "Detectors" lists their papers and defaults)
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<DetectorKind>>,
-    /// Comma-separated routes (the `mode` column): full, subnet, and the controls random-mask, union-mask, wrong-class,
-    /// temperature, second-model
+    /// Comma-separated routes (the `mode` column): full, subnet, subspace, and the controls random-mask, union-mask,
+    /// wrong-class, temperature, second-model
     #[arg(long, value_delimiter = ',', default_value = "full,subnet")]
     pub modes: Vec<RouteKind>,
+    /// The subspace mode's filter subset size per class (Badola et al.: 5 on ResNet-20's 64 pooled channels), chosen
+    /// on the fitting images
+    #[arg(long, default_value_t = advdet::routes::subspace::DEFAULT_K)]
+    pub subspace_k: usize,
     /// Bootstrap resamples for the 95% intervals (0: none)
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
@@ -72,10 +77,9 @@ impl Plan {
         self.detectors.iter().any(|(_, r)| r.contains(&route))
     }
 
-    /// Whether any route asked for reads the class subnetworks (every route but the full model and the second model
-    /// does).
+    /// Whether any route asked for reads the class subnetworks.
     fn needs_subnets(&self) -> bool {
-        self.detectors.iter().any(|(_, r)| r.iter().any(|k| !k.is_full() && !k.other_network()))
+        self.detectors.iter().any(|(_, r)| r.iter().any(|k| k.reads_subnets()))
     }
 }
 
@@ -223,8 +227,9 @@ pub fn run(a: DetectArgs) -> Result<i32> {
         Some(p) if plan.needs_subnets() => Some(Subnets::load(p, model.gate_layout(), device)?),
         _ => None,
     };
-    let mut temperature = None;
-    if plan.detectors.iter().any(|(d, _)| d.needs_fit()) || plan.uses(RouteKind::Temperature) {
+    let (mut temperature, mut subspaces) = (None, None);
+    let fits_route = plan.uses(RouteKind::Temperature) || plan.uses(RouteKind::Subspace);
+    if plan.detectors.iter().any(|(d, _)| d.needs_fit()) || fits_route {
         let dataset = a.m.dataset(&loaded, "the dataset of the fitting split")?;
         let fit = fit_split(&data::load(dataset, a.m.data_dir.as_deref(), Split::Train)?, plan.cfg.fit_size);
         eprintln!("fitting on the last {} clean {dataset} training images", fit.len());
@@ -235,6 +240,11 @@ pub fn run(a: DetectArgs) -> Result<i32> {
             let t = advdet::routes::temperature::fit(model, s, &fit.images, a.batch_size)?;
             eprintln!("temperature control: T = {t:.6} gives the subnetworks' mean max-softmax on those images");
             temperature = Some(t);
+        }
+        if plan.uses(RouteKind::Subspace) {
+            let s = Subspaces::fit(model, &fit.images, &fit.labels, a.subspace_k, a.batch_size)?;
+            eprintln!("subspace mode: {} penultimate features per class from those images", s.k);
+            subspaces = Some(s);
         }
     }
     let second = match (&a.second_model, plan.uses(RouteKind::SecondModel)) {
@@ -253,7 +263,8 @@ pub fn run(a: DetectArgs) -> Result<i32> {
         }
         _ => None,
     };
-    let res = Resources { subnets: subnets.as_ref(), temperature, second: second.as_ref() };
+    let res =
+        Resources { subnets: subnets.as_ref(), temperature, second: second.as_ref(), subspaces: subspaces.as_ref() };
     let scorings: Vec<Scoring> =
         plan.detectors.iter().map(|(d, r)| Scoring { detector: d.as_ref(), routes: r.clone() }).collect();
     let s_clean = eval::score_images(model, res, &scorings, &clean, a.batch_size, "clean")?;

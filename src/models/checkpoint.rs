@@ -1,5 +1,6 @@
 //! Checkpoints: weights in .safetensors (the tensor names PyTorch's `state_dict` of scripts/reference/models.py uses)
 //! and a JSON sidecar describing how they were made. Loading is strict: every tensor present, none extra, shapes equal.
+//! A model trained with class-specific gates keeps its gate matrix in a third file (`csg::gates_path`).
 use super::{Arch, Model};
 use crate::data::DatasetName;
 use crate::error::{Error, Result};
@@ -21,6 +22,9 @@ pub struct ModelMeta {
     pub advdet_version: String,
     /// sha256 of the training split's source bytes.
     pub data_hash: String,
+    /// How it was trained, when not the standard way.
+    #[serde(default, skip_serializing_if = "super::training::Training::is_standard")]
+    pub training: super::training::Training,
 }
 
 pub fn sidecar_path(weights: &Path) -> PathBuf {
@@ -30,6 +34,9 @@ pub fn sidecar_path(weights: &Path) -> PathBuf {
 /// Saves the weights (and the sidecar when `meta` is given), each atomically.
 pub fn save(model: &Model, path: &Path, meta: Option<&ModelMeta>) -> Result<()> {
     write_atomic(path, |tmp| model.vs.save(tmp).map_err(|e| Error::format(path, format!("cannot write: {e}"))))?;
+    if let Some(g) = &model.csg {
+        super::csg::save(g, path)?;
+    }
     if let Some(meta) = meta {
         let side = sidecar_path(path);
         let json = serde_json::to_string_pretty(meta).map_err(|e| Error::format(&side, e.to_string()))?;
@@ -74,6 +81,14 @@ pub fn load(path: &Path, arch: Option<Arch>, device: Device) -> Result<(Model, O
     };
     let mut model = Model::new(arch, device);
     load_weights(&mut model, path)?;
+    model.csg = super::csg::load(path, model.gate_layout(), model.num_classes(), device)?;
+    if meta.as_ref().is_some_and(|m| m.training.is_csg()) && model.csg.is_none() {
+        return Err(Error::Missing(format!(
+            "{} was trained with class-specific gates but its gate matrix {} is missing",
+            path.display(),
+            super::csg::gates_path(path).display()
+        )));
+    }
     Ok((model, meta))
 }
 

@@ -1,8 +1,10 @@
 //! Classifiers with per-sample channel gates on every gateable unit (each conv layer's output channels and each hidden
 //! fully connected unit), the hook the class-specific subnetworks of Wang et al. (arXiv 1910.02673) need.
 pub mod checkpoint;
+pub mod csg;
 pub mod lenet;
 pub mod resnet;
+pub mod training;
 pub mod vgg;
 
 use crate::data::DatasetName;
@@ -115,6 +117,15 @@ impl Arch {
         }
     }
 
+    /// The width of the penultimate features (the input of the last linear layer).
+    pub fn feature_width(self) -> i64 {
+        match self {
+            Arch::Lenet => 500,
+            Arch::VggSmall => 256,
+            Arch::Resnet20 => 64,
+        }
+    }
+
     /// The architecture used for a dataset when none is named.
     pub fn default_for(dataset: DatasetName) -> Arch {
         match dataset {
@@ -162,6 +173,8 @@ pub struct Model {
     pub net: Box<dyn Classifier>,
     /// The width of the logits.
     classes: i64,
+    /// The class gate matrix `[channels, classes]` of a model trained with class-specific gates (`csg`), else `None`.
+    pub csg: Option<Tensor>,
     calls: Calls,
 }
 
@@ -185,7 +198,7 @@ impl Model {
             Arch::VggSmall => Box::new(vgg::VggSmall::new(&root, classes)),
             Arch::Resnet20 => Box::new(resnet::Resnet20::new(&root, classes)),
         };
-        Model { arch, vs, net, classes, calls: Calls::default() }
+        Model { arch, vs, net, classes, csg: None, calls: Calls::default() }
     }
 
     pub fn device(&self) -> Device {

@@ -37,17 +37,30 @@ pub fn color(t: f64) -> RGBColor {
 
 /// Draws `matrix` (rows and columns named by `labels`, values in [0, 1]) to `path` (.png or .svg) atomically.
 pub fn heatmap(matrix: &[Vec<f64>], labels: &[String], title: &str, path: &Path) -> Result<()> {
-    let n = matrix.len();
-    if n == 0 || labels.len() != n || matrix.iter().any(|r| r.len() != n) {
+    if matrix.len() != labels.len() {
         return Err(Error::format(
             path,
-            format!("heatmap needs a square matrix with {} labels, got {n} rows", labels.len()),
+            format!("heatmap needs a square matrix with {} labels, got {} rows", labels.len(), matrix.len()),
         ));
     }
+    grid(matrix, (labels, labels), title, path)
+}
+
+/// Draws a `rows x columns` matrix (values in [0, 1]) with its row and column labels to `path` (.png or .svg)
+/// atomically.
+pub fn grid(matrix: &[Vec<f64>], labels: (&[String], &[String]), title: &str, path: &Path) -> Result<()> {
+    let (rows, cols) = (labels.0.len(), labels.1.len());
+    if rows == 0 || cols == 0 || matrix.len() != rows || matrix.iter().any(|r| r.len() != cols) {
+        return Err(Error::format(
+            path,
+            format!("heatmap needs a {rows} x {cols} matrix for its labels, got {} rows", matrix.len()),
+        ));
+    }
+    let labels = (labels.0, labels.1);
     super::register_fonts();
-    let cell = (480 / n as u32).clamp(8, 56);
+    let cell = (480 / rows.max(cols) as u32).clamp(8, 56);
     let (left, top, bar) = (60u32, 50u32, 90u32);
-    let size = (left + cell * n as u32 + bar, top + cell * n as u32 + 40);
+    let size = (left + cell * cols as u32 + bar, top + cell * rows as u32 + 40);
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     write_atomic(path, |tmp| {
         let err = |e: String| Error::format(path, format!("cannot draw the heatmap: {e}"));
@@ -70,12 +83,12 @@ pub fn heatmap(matrix: &[Vec<f64>], labels: &[String], title: &str, path: &Path)
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     m: &[Vec<f64>],
-    labels: &[String],
+    (row_labels, col_labels): (&[String], &[String]),
     title: &str,
     (left, top, cell): (u32, u32, u32),
 ) -> std::result::Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    let n = m.len() as i32;
+    let (n, cols) = (m.len() as i32, col_labels.len() as i32);
     let (l, t, c) = (left as i32, top as i32, cell as i32);
     root.fill(&WHITE).map_err(e)?;
     let centre = Pos::new(HPos::Center, VPos::Center);
@@ -86,7 +99,7 @@ fn draw<DB: DrawingBackend>(
     for (i, row) in m.iter().enumerate() {
         let y = t + i as i32 * c;
         root.draw(&Text::new(
-            labels[i].clone(),
+            row_labels[i].clone(),
             (l - 8, y + c / 2),
             font(fs + 1).pos(Pos::new(HPos::Right, VPos::Center)),
         ))
@@ -101,12 +114,12 @@ fn draw<DB: DrawingBackend>(
             }
         }
     }
-    for (j, label) in labels.iter().enumerate() {
+    for (j, label) in col_labels.iter().enumerate() {
         let x = l + j as i32 * c + c / 2;
         root.draw(&Text::new(label.clone(), (x, t + n * c + 12), font(fs + 1).pos(centre))).map_err(e)?;
     }
     // colour bar from 0 (bottom) to 1 (top)
-    let (bx, bh) = (l + n * c + 20, n * c);
+    let (bx, bh) = (l + cols * c + 20, n * c);
     for k in 0..bh {
         let v = 1.0 - k as f64 / (bh - 1).max(1) as f64;
         root.draw(&Rectangle::new([(bx, t + k), (bx + 16, t + k + 1)], color(v).filled())).map_err(e)?;

@@ -339,10 +339,13 @@ impl HelpTable {
             );
         }
         let controls = if self.controls.is_empty() {
-            "No control routes in this suite (add random-mask, union-mask or wrong-class to [detectors] modes).".into()
+            "No other routes in this suite (add subspace, or the controls random-mask, union-mask or wrong-class, to \
+             [detectors] modes)."
+                .into()
         } else {
             format!(
-                "Beside it, each control's delta from the full model ({}), marked the same way.",
+                "Beside it, each other route's delta from the full model ({}: the other class-specific methods and \
+                 the subnetwork's controls), marked the same way.",
                 self.controls.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
             )
         };

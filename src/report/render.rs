@@ -8,7 +8,7 @@ use crate::report::helps::{distinct, filter_eq, HelpTable};
 use crate::report::html::{index_html, Links};
 use crate::report::manifest::{MANIFEST_FILE, STAGE_CHART_FILE};
 use crate::report::sweep::SweepTable;
-use crate::report::tables::{results_frame, sparsity_markdown, str_col, write_results, PaperTable};
+use crate::report::tables::{csg_markdown, results_frame, sparsity_markdown, str_col, write_results, PaperTable};
 use crate::routes::RouteKind;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -204,6 +204,33 @@ pub fn render(
         ));
     }
     write_bytes(&sub.join("sparsity.md"), sparsity_markdown(rec).as_bytes())?;
+    let csg_dir = dir.join("csg");
+    match &suite.csg {
+        Some(c) => {
+            let channels: Vec<String> = (0..c.gates.len()).map(|i| i.to_string()).collect();
+            let classes: Vec<String> = (0..c.gates.first().map_or(0, Vec::len)).map(|i| i.to_string()).collect();
+            let title = format!("Class-specific gates of {} (channel x class)", suite.model);
+            for ext in ["svg", "png"] {
+                crate::report::heatmap::grid(
+                    &c.gates,
+                    (&channels, &classes),
+                    &title,
+                    &csg_dir.join(format!("gates.{ext}")),
+                )?;
+            }
+            write_bytes(&csg_dir.join("csg.md"), csg_markdown(c).as_bytes())?;
+            links.heatmaps.push((
+                "Class-specific gates (CSG-CNN)".into(),
+                "csg/gates.svg".into(),
+                "csg/gates.png".into(),
+            ));
+            links.files.push((
+                "class-specific gates: specificity and per-class accuracy (markdown)".into(),
+                "csg/csg.md".into(),
+            ));
+        }
+        None => prune(&csg_dir, "", &BTreeSet::new())?,
+    }
     if let Some(src) = subnets_file.filter(|p| p.is_file()) {
         let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
         write_bytes(&sub.join("subnets.safetensors"), &bytes)?;

@@ -1,11 +1,15 @@
 //! Routes: how an image reaches logits and features. The full model is one route; the subnetwork of the class the full
-//! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another; the controls (`random-mask`, `union-mask`,
+//! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another, the predicted class's filter subset of the penultimate
+//! features (Badola et al., arXiv 2112.07719) a third, and the gates of a model trained with class-specific gates
+//! (CSG-CNN, Liang et al., arXiv 2007.08194) a fourth; the controls (`random-mask`, `union-mask`,
 //! `wrong-class`, `temperature`, `second-model`) ask where any difference between the two comes from. Detectors read a route's output
 //! and never ask which route it was; adding a route is one file here and one entry in `RouteKind` and `build`.
+pub mod csg;
 pub mod full;
 pub mod random_mask;
 pub mod second_model;
 pub mod subnet;
+pub mod subspace;
 pub mod temperature;
 pub mod union_mask;
 pub mod wrong_class;
@@ -23,6 +27,13 @@ pub enum RouteKind {
     Full,
     /// Each image through the subnetwork (binary mask) of the class the full model predicts for it.
     Subnet,
+    /// The full model's penultimate features masked to the predicted class's filter subset (Badola et al.).
+    Subspace,
+    /// A model trained with class-specific gates (CSG-CNN) through the predicted class's learned gate column.
+    Csg,
+    /// The same with the gate column thresholded at 0.5.
+    #[serde(rename = "csg-binary")]
+    CsgBinary,
     /// Control: a random mask with the predicted class's kept count per layer.
     #[serde(rename = "random-mask")]
     RandomMask,
@@ -40,9 +51,12 @@ pub enum RouteKind {
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 7] = [
+    pub const ALL: [RouteKind; 10] = [
         RouteKind::Full,
         RouteKind::Subnet,
+        RouteKind::Subspace,
+        RouteKind::Csg,
+        RouteKind::CsgBinary,
         RouteKind::RandomMask,
         RouteKind::UnionMask,
         RouteKind::WrongClass,
@@ -56,6 +70,9 @@ impl RouteKind {
         match self {
             RouteKind::Full => "full",
             RouteKind::Subnet => "subnet",
+            RouteKind::Subspace => "subspace",
+            RouteKind::Csg => "csg",
+            RouteKind::CsgBinary => "csg-binary",
             RouteKind::RandomMask => "random-mask",
             RouteKind::UnionMask => "union-mask",
             RouteKind::WrongClass => "wrong-class",
@@ -68,6 +85,24 @@ impl RouteKind {
     /// detectors that take the input gradient skip it).
     pub fn other_network(self) -> bool {
         self == RouteKind::SecondModel
+    }
+
+    /// Whether the route reads the class subnetworks (the `subnet` route, the mask controls and the temperature fitted
+    /// to the subnetworks' confidence).
+    pub fn reads_subnets(self) -> bool {
+        matches!(
+            self,
+            RouteKind::Subnet
+                | RouteKind::RandomMask
+                | RouteKind::UnionMask
+                | RouteKind::WrongClass
+                | RouteKind::Temperature
+        )
+    }
+
+    /// Whether the route reads the gate matrix of a model trained with class-specific gates.
+    pub fn needs_class_gates(self) -> bool {
+        matches!(self, RouteKind::Csg | RouteKind::CsgBinary)
     }
 
     /// Whether the route is the full model itself (detectors fitted on the full model's features run only there;
@@ -102,6 +137,8 @@ pub struct Resources<'a> {
     pub temperature: Option<f64>,
     /// The `second-model` control's network.
     pub second: Option<&'a Model>,
+    /// The class filter subsets of the `subspace` route (`subspace::Subspaces::fit`).
+    pub subspaces: Option<&'a subspace::Subspaces>,
 }
 
 /// One forward pass of a batch along a route (eval mode): logits, penultimate features and, for gated routes, the
@@ -115,6 +152,8 @@ pub struct Pass {
     pub gates: Option<Tensor>,
     /// The temperature the logits are divided by (the `temperature` control); `forward` divides by it too.
     temperature: Option<f64>,
+    /// `[B, D]`: the penultimate features the route keeps (the `subspace` route); `forward` and `head` mask by it too.
+    feature_mask: Option<Tensor>,
     graph: Option<Graph>,
 }
 
@@ -129,25 +168,49 @@ impl Pass {
     /// The forward of `xs` through `model` with `gates` (eval mode; gradients as the caller's guard says).
     pub fn run(model: &Model, xs: &Tensor, gates: Option<Tensor>) -> Pass {
         let (features, logits) = model.forward_eval(xs, gates.as_ref());
-        Pass { logits, features, gates, temperature: None, graph: None }
+        Pass { logits, features, gates, temperature: None, feature_mask: None, graph: None }
     }
 
     /// A pass from given outputs (no gates, no temperature, no graph): for tests and reference checks that score fixed
     /// logits, never for the evaluation path.
     pub fn from_outputs(logits: Tensor, features: Tensor) -> Pass {
-        Pass { logits, features, gates: None, temperature: None, graph: None }
+        Pass { logits, features, gates: None, temperature: None, feature_mask: None, graph: None }
     }
 
     /// The full model's forward of `xs` with its logits divided by `temperature`.
     pub fn run_tempered(model: &Model, xs: &Tensor, temperature: f64) -> Pass {
         let (features, logits) = model.forward_eval(xs, None);
-        Pass { logits: logits / temperature, features, gates: None, temperature: Some(temperature), graph: None }
+        Pass {
+            logits: logits / temperature,
+            features,
+            gates: None,
+            temperature: Some(temperature),
+            feature_mask: None,
+            graph: None,
+        }
+    }
+
+    /// The full model's forward of `xs` with its penultimate features multiplied by `mask` (`[B, D]`) and the last
+    /// layer applied to them: the features are the masked ones.
+    pub fn run_feature_masked(model: &Model, xs: &Tensor, mask: Tensor) -> Pass {
+        let (features, _) = model.forward_eval(xs, None);
+        let features = features * &mask;
+        let logits = model.head(&features);
+        Pass { logits, features, gates: None, temperature: None, feature_mask: Some(mask), graph: None }
     }
 
     /// The same network on other inputs (the gates and temperature of this pass): for detectors that perturb their
     /// input.
     pub fn forward(&self, model: &Model, xs: &Tensor) -> (Tensor, Tensor) {
         let (features, logits) = model.forward_eval(xs, self.gates.as_ref());
+        let (features, logits) = match &self.feature_mask {
+            Some(m) => {
+                let f = features * m;
+                let l = model.head(&f);
+                (f, l)
+            }
+            None => (features, logits),
+        };
         match self.temperature {
             Some(t) => (features, logits / t),
             None => (features, logits),
@@ -157,7 +220,10 @@ impl Pass {
     /// The logits the same network's last layer gives on other penultimate features (divided by this pass's
     /// temperature, as `forward`'s): for detectors that change the features.
     pub fn head(&self, model: &Model, features: &Tensor) -> Tensor {
-        let logits = model.head(features);
+        let logits = match &self.feature_mask {
+            Some(m) => model.head(&(features * m)),
+            None => model.head(features),
+        };
         match self.temperature {
             Some(t) => logits / t,
             None => logits,
@@ -174,6 +240,7 @@ impl Pass {
             features: p.features.detach(),
             gates: p.gates,
             temperature: p.temperature,
+            feature_mask: p.feature_mask,
             graph: Some(Graph { input, features: p.features, logits: p.logits }),
         }))
     }
@@ -217,6 +284,9 @@ pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<B
     Ok(match kind {
         RouteKind::Full => Box::new(full::Full),
         RouteKind::Subnet => Box::new(subnet::ClassSubnet::new(model, res.subnets)?),
+        RouteKind::Subspace => Box::new(subspace::Subspace::new(model, res.subspaces)?),
+        RouteKind::Csg => Box::new(csg::ClassGates::new(model, false)?),
+        RouteKind::CsgBinary => Box::new(csg::ClassGates::new(model, true)?),
         RouteKind::RandomMask => Box::new(random_mask::RandomMask::new(model, res.subnets)?),
         RouteKind::UnionMask => Box::new(union_mask::UnionMask::new(model, res.subnets)?),
         RouteKind::WrongClass => Box::new(wrong_class::WrongClass::new(model, res.subnets)?),

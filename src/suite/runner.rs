@@ -9,7 +9,8 @@ use crate::eval::Scoring;
 use crate::records::{JobRecord, SuiteRecord, VariantRecord};
 use crate::report::manifest::{git_commit, JobTime, Manifest, StageTime};
 use crate::report::tables::PaperTable;
-use crate::routes::{Resources, RouteKind};
+use crate::routes::subspace::Subspaces;
+use crate::routes::RouteKind;
 use crate::suite::cache::Cache;
 use crate::suite::schema::{Job, ModelSpec, Suite, Variant};
 use crate::suite::scoring::{
@@ -105,6 +106,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         route_passes: BTreeMap::new(),
         scoring_calls: (0, 0),
         temperature: None,
+        subspaces: None,
     };
     // a shard owns (seed, job) pairs, every lambda of a pair: one model per seed it touches, and each attack that does
     // not read the subnetworks computed once for all lambdas
@@ -142,6 +144,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         ctx.suite = vsuite;
         ctx.fgsm_signs.clear();
         ctx.temperature = None;
+        ctx.subspaces = None;
         if variants.len() > 1 {
             ctx.say(&format!("variant {}/{}: seed {}, lambda {}", vi + 1, variants.len(), seed_text(v), v.lambda));
         }
@@ -203,6 +206,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         modes: suite.modes.iter().map(|m| m.to_string()).collect(),
         protocols: suite.protocols.iter().map(|p| p.to_string()).collect(),
         subnet: sub.record.clone(),
+        csg: crate::suite::stages::csg_record(&model, &data, suite.batch_size as i64)?,
     };
     let tables = crate::report::render::render(&dir, &suite_record, &records, Some(&sub.file), true)?;
     ctx.record("report", true, report_start);
@@ -297,6 +301,16 @@ fn run_variant(
         ctx.say(&format!("temperature control: T = {t:.6} gives the subnetworks' mean max-softmax on the fit images"));
         ctx.temperature = Some(t);
     }
+    if ctx.suite.modes.contains(&RouteKind::Subspace) {
+        let (k, batch) = (ctx.suite.subspace_k, ctx.suite.batch_size as i64);
+        let s = Subspaces::fit(&model.model, &data.fit.images, &data.fit.labels, k, batch)?;
+        let (acc, full) = s.decomposed_accuracy(&model.model, &data.test.images, &data.test.labels, batch)?;
+        ctx.say(&format!(
+            "subspace route: {k} penultimate features per class from the fit images; clean accuracy on the test \
+             images {acc:.4} with the decomposed head, {full:.4} with the full one"
+        ));
+        ctx.subspaces = Some(s);
+    }
     let mut slots = detector_slots(ctx, data, model, sub)?;
     let mut clean = clean_scores(ctx, &mut slots, data, model, sub)?;
     let heldout = heldout_thresholds(ctx, &mut slots, data, model, sub)?;
@@ -384,11 +398,7 @@ fn scores_bound(
     ctx.say(&format!("timing the scoring's model passes alone over {} image sets (--bound)", sets.len()));
     let scorings: Vec<Scoring> =
         slots.iter().map(|s| Scoring { detector: s.detector.as_ref(), routes: s.routes.clone() }).collect();
-    let res = Resources {
-        subnets: Some(&sub.subnets),
-        temperature: ctx.temperature,
-        second: model.second.as_ref().map(|s| &s.model),
-    };
+    let res = ctx.resources(model, sub);
     let batch = ctx.suite.batch_size as i64;
     sets.iter().map(|xs| crate::eval::pass_bound(&model.model, res, &scorings, xs, batch)).sum()
 }

@@ -13,7 +13,7 @@ use crate::routes::RouteKind;
 use crate::subnet::ExtractConfig;
 use crate::suite::expand::{detector_section, expand_attacks, Targets};
 use crate::suite::locate::{line_of, Locator};
-use crate::train::TrainConfig;
+use crate::train::{TrainConfig, Training};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -27,6 +27,7 @@ struct RawSuite {
     model: ModelSection,
     #[serde(default)]
     subnet: Option<toml::Table>,
+    subspace: Option<SubspaceSection>,
     #[serde(default)]
     attack: Vec<toml::Table>,
     detectors: toml::Table,
@@ -66,6 +67,15 @@ struct ModelSection {
     seed: Option<u64>,
     weights: Option<Spanned<PathBuf>>,
     second_weights: Option<Spanned<PathBuf>>,
+    training: Option<Spanned<String>>,
+    csg_warmup: Option<usize>,
+    csg_every: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubspaceSection {
+    k: Spanned<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,6 +165,8 @@ pub struct Suite {
     pub detectors: Vec<DetectorKind>,
     /// The routes detectors score on (`[detectors] modes`).
     pub modes: Vec<RouteKind>,
+    /// `[subspace] k`: the size of each class's filter subset of the `subspace` route.
+    pub subspace_k: usize,
     pub detector_config: DetectorConfig,
     /// Bootstrap resamples for the confidence intervals (0: none).
     pub bootstrap: usize,
@@ -267,6 +279,17 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
              trained model of the same architecture)",
         ));
     }
+    let subspace_k = subspace_k(&loc, raw.subspace, &modes, &model)?;
+    if let (Some(m), ModelSpec::Train(c)) = (modes.iter().find(|m| m.needs_class_gates()), &model) {
+        if !c.training.is_csg() {
+            return Err(loc.error_section(
+                "detectors",
+                0,
+                Some("modes"),
+                &format!("{m} needs a model trained with class-specific gates: set [model] training = \"csg\""),
+            ));
+        }
+    }
     detector_config.fit_size = data.fit_size;
     detector_config.validate().map_err(|e| loc.error_section("detectors", 0, None, &e.to_string()))?;
 
@@ -301,10 +324,40 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
         jobs,
         detectors,
         modes,
+        subspace_k,
         detector_config,
         bootstrap: raw.metrics.bootstrap.unwrap_or(1000),
         protocols,
     })
+}
+
+/// `[subspace] k`: at least 1 and at most the architecture's penultimate features (when the suite names it), only
+/// with the `subspace` mode; `subspace::DEFAULT_K` without the section.
+fn subspace_k(
+    loc: &Locator,
+    section: Option<SubspaceSection>,
+    modes: &[RouteKind],
+    model: &ModelSpec,
+) -> Result<usize> {
+    let Some(sec) = section else { return Ok(crate::routes::subspace::DEFAULT_K) };
+    let line = Some(line_of(loc.src, sec.k.span().start));
+    if !modes.contains(&RouteKind::Subspace) {
+        return Err(loc.error_line(line, "subspace.k", "the suite does not run the subspace mode ([detectors] modes)"));
+    }
+    let k = *sec.k.get_ref();
+    let arch = match model {
+        ModelSpec::Train(c) => Some(c.arch),
+        ModelSpec::Weights { arch, .. } => *arch,
+    };
+    let width = arch.map(|a| a.feature_width());
+    if k < 1 || width.is_some_and(|w| k > w) {
+        let most = match (arch, width) {
+            (Some(a), Some(w)) => format!("the {w} penultimate features of {a}"),
+            _ => "the penultimate features".to_string(),
+        };
+        return Err(loc.error_line(line, "subspace.k", &format!("{k}: must be between 1 and {most}")));
+    }
+    Ok(k as usize)
 }
 
 /// `[subnet] lambda` as a list: non-empty, each value a positive finite number, none twice.
@@ -398,6 +451,9 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
             ("lr", m.lr.is_some()),
             ("lr_decay", m.lr_decay.is_some()),
             ("seed", m.seed.is_some()),
+            ("training", m.training.is_some()),
+            ("csg_warmup", m.csg_warmup.is_some()),
+            ("csg_every", m.csg_every.is_some()),
         ];
         if let Some((k, _)) = trained.iter().find(|(_, set)| *set) {
             return Err(loc.error_line(
@@ -414,6 +470,39 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
     }
     let arch = m.arch.unwrap_or_else(|| Arch::default_for(dataset));
     let mut cfg = TrainConfig::default_for(dataset, arch);
+    let csg = match &m.training {
+        None => false,
+        Some(t) => match t.get_ref().as_str() {
+            "standard" => false,
+            "csg" => true,
+            other => {
+                return Err(loc.error_line(
+                    Some(line_of(loc.src, t.span().start)),
+                    "model.training",
+                    &format!("`{other}`: expected standard or csg"),
+                ))
+            }
+        },
+    };
+    if !csg {
+        if let Some(k) = [("csg_warmup", m.csg_warmup.is_some()), ("csg_every", m.csg_every.is_some())]
+            .iter()
+            .find(|(_, set)| *set)
+            .map(|(k, _)| k)
+        {
+            return Err(loc.error_section("model", 0, Some(k), "only goes with model.training = \"csg\""));
+        }
+    }
+    if csg {
+        // CSG-CNN's schedule ends on a gated epoch when the epochs are a multiple of 3: 9 on MNIST-like data
+        cfg.epochs = m.epochs.unwrap_or(if arch == Arch::Lenet { 9 } else { cfg.epochs });
+        let Training::Csg { warmup, every } = Training::csg_for(cfg.epochs) else { unreachable!("csg_for is csg") };
+        cfg.training = Training::Csg { warmup: m.csg_warmup.unwrap_or(warmup), every: m.csg_every.unwrap_or(every) };
+        if let Err(e) = cfg.training.validate(cfg.epochs) {
+            let key = if m.csg_every == Some(0) { "csg_every" } else { "csg_warmup" };
+            return Err(loc.error_section("model", 0, Some(key), &e.to_string()));
+        }
+    }
     cfg.epochs = m.epochs.unwrap_or(cfg.epochs);
     cfg.batch_size = m.batch_size.unwrap_or(cfg.batch_size);
     cfg.lr = m.lr.unwrap_or(cfg.lr);

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::eval::{self, ClassStats, MetricSpec, ScoreTable, Scoring};
 use crate::io::{read_json, write_json};
 use crate::records::{JobRecord, TargetRecord};
-use crate::routes::{Resources, RouteKind};
+use crate::routes::RouteKind;
 use crate::suite::cache::KeyBuilder;
 use crate::suite::schema::Job;
 use crate::suite::stages::{load_tensors, save_tensors, AttackStage, Ctx, DataStage, ModelStage, SubnetStage};
@@ -47,15 +47,18 @@ pub fn detector_slots(ctx: &Ctx, data: &DataStage, model: &ModelStage, sub: &Sub
         .map(|&kind| {
             let detector = detectors::build(kind, &s.detector_config)?;
             let routes = detector.routes_of(&s.modes);
-            let key = KeyBuilder::new("detector")
+            let mut key = KeyBuilder::new("detector")
                 .part("name", kind)
                 .json("config", &s.detector_config)
                 .json("modes", &routes)
                 .part("model", model.scoring_key())
                 .part("subnets", &sub.key)
                 .part("data", &data.key)
-                .part("device", ctx.device_kind())
-                .finish();
+                .part("device", ctx.device_kind());
+            if routes.contains(&RouteKind::Subspace) {
+                key = key.part("subspace_k", s.subspace_k);
+            }
+            let key = key.finish();
             Ok(DetectorSlot { kind, detector, routes, key, fitted: false })
         })
         .collect()
@@ -88,12 +91,14 @@ fn scores_stage(
             .iter()
             .map(|&d| Scoring { detector: slots[d].detector.as_ref(), routes: slots[d].routes.clone() })
             .collect();
-        let res = Resources {
-            subnets: Some(&sub.subnets),
-            temperature: ctx.temperature,
-            second: model.second.as_ref().map(|s| &s.model),
-        };
-        let scored = eval::score_images(&model.model, res, &scorings, images, ctx.suite.batch_size as i64, label)?;
+        let scored = eval::score_images(
+            &model.model,
+            ctx.resources(model, sub),
+            &scorings,
+            images,
+            ctx.suite.batch_size as i64,
+            label,
+        )?;
         ctx.add_scoring_times(
             &todo.iter().map(|&d| (slots[d].kind, slots[d].routes.as_slice())).collect::<Vec<_>>(),
             &scored,

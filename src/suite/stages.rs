@@ -37,12 +37,24 @@ pub struct Ctx<'a> {
     pub scoring_calls: (usize, usize),
     /// The fitted temperature of the `temperature` control route, when the suite runs it.
     pub temperature: Option<f64>,
+    /// The class filter subsets of the `subspace` route, when the suite runs it.
+    pub subspaces: Option<crate::routes::subspace::Subspaces>,
 }
 
 /// The stages in pipeline order (the manifest lists them so).
 pub const STAGES: [&str; 8] = ["data", "model", "subnets", "attacks", "fit", "scores", "metrics", "report"];
 
 impl<'a> Ctx<'a> {
+    /// What the routes draw on besides the model, for this variant's model and subnetworks.
+    pub fn resources<'b>(&'b self, model: &'b ModelStage, sub: &'b SubnetStage) -> Resources<'b> {
+        Resources {
+            subnets: Some(&sub.subnets),
+            temperature: self.temperature,
+            second: model.second.as_ref().map(|s| &s.model),
+            subspaces: self.subspaces.as_ref(),
+        }
+    }
+
     /// What makes a stage's bytes depend on the machine: `cuda`, or the CPU mode with its pins (native: the host).
     pub fn device_kind(&self) -> String {
         if self.device.is_cuda() {
@@ -257,7 +269,7 @@ fn load_model(ctx: &mut Ctx, data: &DataStage, spec: &ModelSpec) -> Result<Model
                 ));
             }
             let path = train::cached_model(cfg, ctx.suite.data.data_dir.as_deref(), ctx.device)?;
-            (path, Some(cfg.arch), format!("{}-s{}-e{}", cfg.arch, cfg.seed, cfg.epochs), !cached)
+            (path, Some(cfg.arch), format!("{}-s{}-e{}{}", cfg.arch, cfg.seed, cfg.epochs, cfg.tag()), !cached)
         }
         ModelSpec::Weights { path, arch, .. } => {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -268,13 +280,37 @@ fn load_model(ctx: &mut Ctx, data: &DataStage, spec: &ModelSpec) -> Result<Model
     model.arch.check_dataset(ctx.suite.data.dataset)?;
     model.freeze();
     let label = if label.starts_with(model.arch.as_str()) { label } else { format!("{}:{label}", model.arch) };
-    let hash = sha256_file(&path)?;
+    // a model's class-specific gates are part of it: every stage keyed on the model is keyed on them too
+    let gates = crate::models::csg::gates_path(&path);
+    let hash = match model.csg.is_some() && gates.is_file() {
+        true => format!("{}+csg{}", sha256_file(&path)?, sha256_file(&gates)?),
+        false => sha256_file(&path)?,
+    };
     let accuracy = match meta.filter(|m| m.dataset == ctx.suite.data.dataset && m.data_hash == *train_hash) {
         Some(m) => m.test_accuracy,
         None => train::evaluate(&model, &data.test_full, 500).accuracy,
     };
     ctx.record("model", computed, start);
     Ok(ModelStage { model, path, hash, label, accuracy, second: None })
+}
+
+/// The record of a model trained with class-specific gates (`None` for any other model): its gate matrix, their
+/// class-specificity and the per-class clean accuracy of its paths on the whole test split.
+pub fn csg_record(model: &ModelStage, data: &DataStage, batch_size: i64) -> Result<Option<crate::records::CsgRecord>> {
+    let Some(g) = &model.model.csg else { return Ok(None) };
+    let spec = crate::models::csg::specificity(g)?;
+    let acc =
+        crate::models::csg::path_accuracy(&model.model, &data.test_full.images, &data.test_full.labels, batch_size)?;
+    Ok(Some(crate::records::CsgRecord {
+        gates: Vec::<Vec<f64>>::try_from(g.to_kind(tch::Kind::Double).to_device(Device::Cpu))?,
+        mean_max_share: spec.mean_max_share,
+        mean_entropy: spec.mean_entropy,
+        dead_channels: spec.dead_channels,
+        kept_fraction: spec.kept_fraction,
+        full_accuracy: acc.full,
+        label_gated_accuracy: acc.by_label,
+        predicted_gated_accuracy: acc.by_prediction,
+    }))
 }
 
 /// The class subnetworks of the model.
@@ -398,12 +434,7 @@ pub fn attack_stage(
             }
             AttackSpec::Adaptive(spec) => {
                 let t = target.ok_or_else(|| Error::Missing(format!("job {}: no detector to attack", job.index)))?;
-                let res = Resources {
-                    subnets: Some(&sub.subnets),
-                    temperature: ctx.temperature,
-                    second: model.second.as_ref().map(|s| &s.model),
-                };
-                let route = crate::routes::build(t.mode, &model.model, res)?;
+                let route = crate::routes::build(t.mode, &model.model, ctx.resources(model, sub))?;
                 let target = DetectorTarget {
                     detector: t.detector,
                     route: route.as_ref(),
