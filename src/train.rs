@@ -66,10 +66,7 @@ impl TrainConfig {
 
     /// The part of a model's name that says how it was trained (`-csg`; nothing for standard training).
     pub fn tag(&self) -> &'static str {
-        match self.training {
-            Training::Standard => "",
-            Training::Csg { .. } => "-csg",
-        }
+        self.training.tag()
     }
 
     /// A key over everything that determines the trained weights, the numerics of the device included (the CPU mode
@@ -144,7 +141,7 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
     // CSG-CNN: the gate matrix in a store of its own, and the gated path's own Adam state for the weights and the gates
     let gate_vs = nn::VarStore::new(device);
     let mut gated = match cfg.training {
-        Training::Standard => None,
+        Training::Standard | Training::Adversarial(_) | Training::Consistency(_) => None,
         Training::Csg { .. } => {
             let init = crate::models::csg::init(model.gate_layout(), model.num_classes(), device)?;
             let g = gate_vs.root().var_copy("gates", &init);
@@ -185,12 +182,25 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
                     crate::models::csg::normalise_(g);
                     (logits, loss)
                 }
-                _ => {
-                    let logits = model.net.forward(&xs, None, true);
-                    let loss = logits.cross_entropy_for_logits(&ys);
-                    opt.backward_step(&loss);
-                    (logits, loss)
-                }
+                _ => match cfg.training.robust().filter(|r| r.attacks()) {
+                    Some(r) => {
+                        let adv = pgd_linf(&model, &xs, &ys, r)?;
+                        let (f, logits) = model.net.forward_all(&xs, None, true);
+                        let (f_adv, logits_adv) = model.net.forward_all(&adv, None, true);
+                        let consistency = (&f - &f_adv).square().sum_dim_intlist([1].as_slice(), false, Kind::Float);
+                        let loss = logits.cross_entropy_for_logits(&ys)
+                            + logits_adv.cross_entropy_for_logits(&ys) * r.adv_weight
+                            + consistency.mean(Kind::Float) * r.beta;
+                        opt.backward_step(&loss);
+                        (logits, loss)
+                    }
+                    None => {
+                        let logits = model.net.forward(&xs, None, true);
+                        let loss = logits.cross_entropy_for_logits(&ys);
+                        opt.backward_step(&loss);
+                        (logits, loss)
+                    }
+                },
             };
             let bs = ys.size()[0] as usize;
             loss_sum += f64::try_from(&loss)? * bs as f64;
@@ -232,6 +242,25 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
         images_per_sec: (n * cfg.epochs) as f64 / seconds,
     };
     Ok((model, report))
+}
+
+/// PGD-Linf examples of `xs` for adversarial and consistency training: a uniform random start within `eps`, then
+/// `steps` signed-gradient steps of the cross-entropy of the eval-mode network, each projected back into the ball and
+/// onto [0, 1]. Gradients are taken with respect to the images only (the weights' gradients stay untouched).
+fn pgd_linf(model: &Model, xs: &Tensor, ys: &Tensor, r: &crate::models::training::Robust) -> Result<Tensor> {
+    let start = (xs + Tensor::rand_like(xs) * (2.0 * r.eps) - r.eps).clamp(0.0, 1.0);
+    let mut x = start.detach();
+    for _ in 0..r.steps {
+        let input = x.detach().set_requires_grad(true);
+        let loss = model.net.forward(&input, None, false).cross_entropy_for_logits(ys);
+        let grad = Tensor::f_run_backward(&[&loss], &[&input], false, false)?
+            .pop()
+            .ok_or_else(|| Error::Model("autograd returned no input gradient".into()))?;
+        let _guard = tch::no_grad_guard();
+        let stepped = x + grad.sign() * r.alpha;
+        x = stepped.clamp_tensor(Some(&(xs - r.eps)), Some(&(xs + r.eps))).clamp(0.0, 1.0);
+    }
+    Ok(x.detach())
 }
 
 /// Trains on the dataset's training split, evaluates on its test split and saves weights + sidecar to `out`.

@@ -105,6 +105,29 @@ fn training_is_deterministic_for_a_seed() -> TestResult {
 }
 
 #[test]
+fn consistency_training_without_its_terms_is_standard_training() -> TestResult {
+    use advdet::models::training::{Robust, Training};
+    let _rng = common::global_rng();
+    let ds = advdet::data::load(DatasetName::Mnist, None, Split::Train)?.limit(256);
+    let mut cfg = TrainConfig::default_for(DatasetName::Mnist, Arch::Lenet);
+    cfg.epochs = 1;
+    let (standard, _) = train::train(&cfg, &ds, Device::Cpu)?;
+    let off = Robust { adv_weight: 0.0, beta: 0.0, ..Robust::default_for(true, 0.0) };
+    let (same, _) =
+        train::train(&TrainConfig { training: Training::Consistency(off), ..cfg.clone() }, &ds, Device::Cpu)?;
+    let on = Robust { steps: 2, ..Robust::default_for(true, 0.1) };
+    let (robust, _) =
+        train::train(&TrainConfig { training: Training::Consistency(on), ..cfg.clone() }, &ds, Device::Cpu)?;
+    let (vs, vo, vr) = (standard.vs.variables(), same.vs.variables(), robust.vs.variables());
+    for (name, t) in &vs {
+        assert!(t.equal(&vo[name]), "{name}: beta 0 and no adversarial term changed the weights");
+    }
+    assert!(!vs["fc1.weight"].equal(&vr["fc1.weight"]), "the PGD and consistency terms change the weights");
+    assert!(vr.values().all(|t| f64::try_from(t.isfinite().all().to_kind(tch::Kind::Float)).unwrap_or(0.0) == 1.0));
+    Ok(())
+}
+
+#[test]
 fn default_lenet_reaches_99_percent_on_mnist() -> TestResult {
     let (model, meta) = checkpoint::load(&lenet_mnist(), None, Device::Cpu)?;
     let meta = meta.expect("the cache writes a sidecar");

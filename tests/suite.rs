@@ -132,6 +132,27 @@ fn seeds_lambda_lists_gate_and_second_model_are_checked_at_parse_time() -> TestR
     expect(&parse_err(&late), &["attacks/x.toml", "line 13", "model.csg_warmup", "never train"]);
     expect(&parse_err(&model("training = \"csg\"\ncsg_every = 0", csg_modes)), &["model.csg_every", "at least 1"]);
     expect(&parse_err(&model("csg_every = 2", "[\"full\"]")), &["line 11", "model.csg_every", "training"]);
+    expect(&parse_err(&model("adv_eps = 0.2", "[\"full\"]")), &["line 11", "model.adv_eps", "\"adversarial\""]);
+    let beta = model("training = \"adversarial\"\nconsistency_beta = 1.0", "[\"full\"]");
+    expect(&parse_err(&beta), &["line 12", "model.consistency_beta", "\"consistency\""]);
+    expect(
+        &parse_err(&model("training = \"consistency\"\nadv_eps = 2.0", "[\"full\"]")),
+        &["line 12", "model.adv_eps"],
+    );
+    let cons = model("training = \"consistency\"\nadv_eps = 0.2\nadv_steps = 5", "[\"full\", \"subnet\"]");
+    match &schema::parse(Path::new("x.toml"), &cons, String::new())?.model {
+        schema::ModelSpec::Train(c) => assert_eq!(
+            c.training,
+            advdet::train::Training::Consistency(advdet::models::training::Robust {
+                eps: 0.2,
+                steps: 5,
+                alpha: 0.1,
+                adv_weight: 1.0,
+                beta: 0.1
+            })
+        ),
+        other => panic!("{other:?}"),
+    }
     let weights = model("weights = \"w.safetensors\"\ntraining = \"csg\"", csg_modes);
     expect(&parse_err(&weights), &["model.weights", "model.training"]);
     // accepted: the variants in order, seeds first, and the next seed's model as the trained model's second network

@@ -8,6 +8,7 @@ use crate::detectors::{DetectorConfig, DetectorKind};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::eval::Protocol;
+use crate::models::training::Robust;
 use crate::models::Arch;
 use crate::routes::RouteKind;
 use crate::subnet::ExtractConfig;
@@ -70,6 +71,9 @@ struct ModelSection {
     training: Option<Spanned<String>>,
     csg_warmup: Option<usize>,
     csg_every: Option<usize>,
+    adv_eps: Option<f64>,
+    adv_steps: Option<usize>,
+    consistency_beta: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -454,6 +458,9 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
             ("training", m.training.is_some()),
             ("csg_warmup", m.csg_warmup.is_some()),
             ("csg_every", m.csg_every.is_some()),
+            ("adv_eps", m.adv_eps.is_some()),
+            ("adv_steps", m.adv_steps.is_some()),
+            ("consistency_beta", m.consistency_beta.is_some()),
         ];
         if let Some((k, _)) = trained.iter().find(|(_, set)| *set) {
             return Err(loc.error_line(
@@ -470,38 +477,71 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
     }
     let arch = m.arch.unwrap_or_else(|| Arch::default_for(dataset));
     let mut cfg = TrainConfig::default_for(dataset, arch);
-    let csg = match &m.training {
-        None => false,
+    let kind = match &m.training {
+        None => "standard",
         Some(t) => match t.get_ref().as_str() {
-            "standard" => false,
-            "csg" => true,
+            k @ ("standard" | "csg" | "adversarial" | "consistency") => k,
             other => {
                 return Err(loc.error_line(
                     Some(line_of(loc.src, t.span().start)),
                     "model.training",
-                    &format!("`{other}`: expected standard or csg"),
+                    &format!("`{other}`: expected standard, csg, adversarial or consistency"),
                 ))
             }
         },
     };
-    if !csg {
-        if let Some(k) = [("csg_warmup", m.csg_warmup.is_some()), ("csg_every", m.csg_every.is_some())]
-            .iter()
-            .find(|(_, set)| *set)
-            .map(|(k, _)| k)
-        {
-            return Err(loc.error_section("model", 0, Some(k), "only goes with model.training = \"csg\""));
-        }
+    // each training's own keys, refused with any other
+    let own: [(&str, bool, &[&str]); 5] = [
+        ("csg_warmup", m.csg_warmup.is_some(), &["csg"]),
+        ("csg_every", m.csg_every.is_some(), &["csg"]),
+        ("adv_eps", m.adv_eps.is_some(), &["adversarial", "consistency"]),
+        ("adv_steps", m.adv_steps.is_some(), &["adversarial", "consistency"]),
+        ("consistency_beta", m.consistency_beta.is_some(), &["consistency"]),
+    ];
+    if let Some((k, _, with)) = own.iter().find(|(_, set, with)| *set && !with.contains(&kind)) {
+        let with: Vec<String> = with.iter().map(|w| format!("\"{w}\"")).collect();
+        return Err(loc.error_section(
+            "model",
+            0,
+            Some(k),
+            &format!("only goes with model.training = {}", with.join(" or ")),
+        ));
     }
-    if csg {
-        // CSG-CNN's schedule ends on a gated epoch when the epochs are a multiple of 3: 9 on MNIST-like data
-        cfg.epochs = m.epochs.unwrap_or(if arch == Arch::Lenet { 9 } else { cfg.epochs });
-        let Training::Csg { warmup, every } = Training::csg_for(cfg.epochs) else { unreachable!("csg_for is csg") };
-        cfg.training = Training::Csg { warmup: m.csg_warmup.unwrap_or(warmup), every: m.csg_every.unwrap_or(every) };
-        if let Err(e) = cfg.training.validate(cfg.epochs) {
-            let key = if m.csg_every == Some(0) { "csg_every" } else { "csg_warmup" };
-            return Err(loc.error_section("model", 0, Some(key), &e.to_string()));
+    match kind {
+        "csg" => {
+            // CSG-CNN's schedule ends on a gated epoch when the epochs are a multiple of 3: 9 on MNIST-like data
+            cfg.epochs = m.epochs.unwrap_or(if arch == Arch::Lenet { 9 } else { cfg.epochs });
+            let Training::Csg { warmup, every } = Training::csg_for(cfg.epochs) else { unreachable!("csg_for is csg") };
+            cfg.training =
+                Training::Csg { warmup: m.csg_warmup.unwrap_or(warmup), every: m.csg_every.unwrap_or(every) };
+            if let Err(e) = cfg.training.validate(cfg.epochs) {
+                let key = if m.csg_every == Some(0) { "csg_every" } else { "csg_warmup" };
+                return Err(loc.error_section("model", 0, Some(key), &e.to_string()));
+            }
         }
+        "adversarial" | "consistency" => {
+            let beta = if kind == "consistency" { m.consistency_beta.unwrap_or(0.1) } else { 0.0 };
+            let mut r = Robust::default_for(arch.input_shape().0 == 1, beta);
+            if let Some(eps) = m.adv_eps {
+                r.eps = eps;
+            }
+            if let Some(steps) = m.adv_steps {
+                r.steps = steps;
+            }
+            // the step size follows the budget: 2.5 eps / steps (Madry et al.'s rule)
+            if m.adv_eps.is_some() || m.adv_steps.is_some() {
+                r.alpha = 2.5 * r.eps / r.steps.max(1) as f64;
+            }
+            if let Err(e) = r.validate() {
+                let key = match &e {
+                    Error::Config { field, .. } => field.clone(),
+                    _ => "training".to_string(),
+                };
+                return Err(loc.error_section("model", 0, Some(&key), &e.to_string()));
+            }
+            cfg.training = if kind == "consistency" { Training::Consistency(r) } else { Training::Adversarial(r) };
+        }
+        _ => {}
     }
     cfg.epochs = m.epochs.unwrap_or(cfg.epochs);
     cfg.batch_size = m.batch_size.unwrap_or(cfg.batch_size);
