@@ -88,6 +88,23 @@ impl Training {
         }
     }
 
+    /// One line for progress messages: the training and its settings.
+    pub fn describe(&self) -> String {
+        match self {
+            Training::Standard => "standard training".into(),
+            Training::Csg { warmup, every } => {
+                format!("class-specific gates: {warmup} warm-up epochs, then one gated epoch in every {every}")
+            }
+            Training::Adversarial(r) => {
+                format!("adversarial training: PGD-Linf eps {}, {} steps of {}", r.eps, r.steps, r.alpha)
+            }
+            Training::Consistency(r) => format!(
+                "consistency training: PGD-Linf eps {}, {} steps of {}, beta {}",
+                r.eps, r.steps, r.alpha, r.beta
+            ),
+        }
+    }
+
     /// The part of a model's name that says how it was trained (nothing for standard training).
     pub fn tag(&self) -> &'static str {
         match self {

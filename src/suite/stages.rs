@@ -264,8 +264,15 @@ fn load_model(ctx: &mut Ctx, data: &DataStage, spec: &ModelSpec) -> Result<Model
             let cached = expected.is_file() && checkpoint::sidecar_path(&expected).is_file();
             if !cached {
                 ctx.say(&format!(
-                    "training {} on {} ({} epochs, seed {}), once; later runs take it from the model cache",
-                    cfg.arch, cfg.dataset, cfg.epochs, cfg.seed
+                    "training {} on {} ({} epochs, seed {}{}), once; later runs take it from the model cache",
+                    cfg.arch,
+                    cfg.dataset,
+                    cfg.epochs,
+                    cfg.seed,
+                    match &cfg.training {
+                        train::Training::Standard => String::new(),
+                        t => format!(", {}", t.describe()),
+                    }
                 ));
             }
             let path = train::cached_model(cfg, ctx.suite.data.data_dir.as_deref(), ctx.device)?;
