@@ -292,6 +292,19 @@ fn the_evasion_table_pairs_each_adaptive_job_with_the_oblivious_attack_of_its_bu
     insta::assert_snapshot!("evasion_table_md", md);
     let csv = advdet::report::evasion::curves_csv(&jobs).ok_or("no curves")?;
     assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
+    // one plot per budget, a line per attacked detector and mode through the best-so-far evasion
+    let groups = advdet::report::evasion::curve_groups(&jobs);
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].0, "adaptive linf eps 0.3 (steer wrong)");
+    let lines: Vec<(&str, &[f64])> = groups[0].1.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    assert_eq!(lines, [("msp (full)", &[0.0, 0.75][..]), ("msp (subnet)", &[0.0, 0.75][..])]);
+    let dir = tempfile::tempdir()?;
+    advdet::report::plot::curve_plot(&dir.path().join("c.svg"), &groups[0].0, &groups[0].1)?;
+    let svg = std::fs::read_to_string(dir.path().join("c.svg"))?;
+    assert!(svg.contains("msp (subnet)") && svg.contains("<polyline"), "a legend entry and a line per series");
+    let bad = [("x".to_string(), vec![0.5, f64::NAN])];
+    assert!(advdet::report::plot::curve_plot(&dir.path().join("d.svg"), "t", &bad).is_err());
+    assert!(!dir.path().join("d.svg").exists(), "nothing half-written");
     assert!(advdet::report::evasion::evasion_markdown(&jobs[..1], "successful").is_none(), "no adaptive job, no table");
     Ok(())
 }

@@ -126,6 +126,26 @@ pub fn curves_csv(jobs: &[JobRecord]) -> Option<String> {
     any.then_some(out)
 }
 
+/// A plot's title and its series: a name and one value per step.
+pub type CurveGroup = (String, Vec<(String, Vec<f64>)>);
+
+/// The adaptive jobs' first-batch curves grouped by budget, for plotting: per (norm, eps, steer) a title and, per
+/// attacked detector and mode, the share of the batch evading so far (the best iterate) at each step.
+pub fn curve_groups(jobs: &[JobRecord]) -> Vec<CurveGroup> {
+    let mut groups: Vec<CurveGroup> = Vec::new();
+    for j in jobs.iter().filter(|j| j.attack == "adaptive") {
+        let (Some(t), Some((norm, eps))) = (&j.target, budget(j)) else { continue };
+        let steer = param(&j.params, "steer").unwrap_or("wrong");
+        let title = format!("adaptive {norm} eps {eps} (steer {steer})");
+        let series = (format!("{} ({})", t.detector, t.mode), t.curve.iter().map(|c| c[2]).collect());
+        match groups.iter_mut().find(|(g, _)| *g == title) {
+            Some((_, s)) => s.push(series),
+            None => groups.push((title, vec![series])),
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -272,6 +272,62 @@ fn draw_sweep<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
+/// The adaptive attack's first-batch evasion per step (SVG or PNG by the extension): one line per attacked detector
+/// and mode, the share of the batch that evades at its operating threshold with the best iterate so far.
+pub fn curve_plot(path: &Path, title: &str, series: &[(String, Vec<f64>)]) -> crate::Result<()> {
+    if series.iter().all(|(_, v)| v.is_empty()) {
+        return Err(Error::config("curve plot", 0, "no step to plot"));
+    }
+    if let Some((name, _)) = series.iter().find(|(_, v)| v.iter().any(|x| !x.is_finite())) {
+        return Err(Error::config(format!("curve `{name}`"), "NaN", "needs finite values"));
+    }
+    plot_file!(path, SIZE, "curve plot", draw_curves(title, series))
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[(String, Vec<f64>)],
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let steps = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1).max(2);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..(steps - 1) as f64, 0.0..1.0)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("step of the first descent (first weight, first start)")
+        .y_desc("share of the first batch evading (best so far)")
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .draw()
+        .map_err(err)?;
+    for (k, (name, v)) in series.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(v.iter().enumerate().map(|(i, y)| (i as f64, *y)), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
 /// Draws `curves` (legend name, ROC) into `path`, SVG or PNG by the extension, written atomically.
 pub fn roc_plot(path: &Path, title: &str, curves: &[(String, Roc)]) -> crate::Result<()> {
     if curves.is_empty() {

@@ -117,6 +117,18 @@ pub fn render(
         }
         None => prune(dir, "adaptive-curves.csv", &BTreeSet::new())?,
     }
+    let mut curve_files = BTreeSet::new();
+    let mut curve_links: Vec<(String, String)> = Vec::new();
+    for (k, (title, series)) in crate::report::evasion::curve_groups(jobs).iter().enumerate() {
+        for ext in ["svg", "png"] {
+            let file = format!("{k:03}.{ext}");
+            crate::report::plot::curve_plot(&dir.join("adaptive-curves").join(&file), title, series)?;
+            curve_files.insert(file);
+        }
+        curve_links
+            .push((format!("{title}: first-batch evasion per step (SVG)"), format!("adaptive-curves/{k:03}.svg")));
+    }
+    prune(&dir.join("adaptive-curves"), "", &curve_files)?;
     let mut sweep_files = BTreeSet::new();
     let mut sweep_links = Vec::new();
     if let Some(sw) = sweeps.first() {
@@ -250,6 +262,7 @@ pub fn render(
     {
         links.files.push((title.into(), path.into()));
     }
+    links.files.extend(curve_links);
     write_bytes(&dir.join("index.html"), index_html(suite, &helps, &sweeps, &tables, &links).as_bytes())?;
     Ok(tables)
 }
