@@ -308,3 +308,50 @@ fn the_evasion_table_pairs_each_adaptive_job_with_the_oblivious_attack_of_its_bu
     assert!(advdet::report::evasion::evasion_markdown(&jobs[..1], "successful").is_none(), "no adaptive job, no table");
     Ok(())
 }
+
+/// The paper table groups its columns by detector family, in order of appearance within each; and a CSG model's
+/// record renders its gate heatmap and its per-class accuracy table.
+#[test]
+fn paper_columns_group_by_family_and_csg_records_render() -> TestResult {
+    let (mut suite, mut jobs) = records();
+    jobs.truncate(1);
+    jobs[0].rows = ["kl/subnet", "squeeze/full", "msp/full", "mahalanobis/full", "energy/subnet", "react/full"]
+        .iter()
+        .map(|c| {
+            let (d, m) = c.split_once('/').unwrap_or_default();
+            row(d, m, "successful", 0.75)
+        })
+        .collect();
+    let df = advdet::report::tables::results_frame(&suite, &jobs)?;
+    let t = advdet::report::tables::PaperTable::from_frame(&df, "successful", 0)?;
+    let cols: Vec<String> = t.columns.iter().map(|(d, m)| format!("{d}/{m}")).collect();
+    assert_eq!(
+        cols,
+        ["msp/full", "energy/subnet", "kl/subnet", "mahalanobis/full", "react/full", "squeeze/full"],
+        "confidence, two-network, feature, squeezing"
+    );
+    suite.csg = Some(advdet::records::CsgRecord {
+        gates: vec![vec![1.0, 0.0, 0.5], vec![0.0, 0.0, 0.0]],
+        mean_max_share: 2.0 / 3.0,
+        mean_entropy: 0.6365,
+        dead_channels: 1,
+        kept_fraction: 1.0 / 6.0,
+        full_accuracy: vec![0.99, 0.98, 0.97],
+        label_gated_accuracy: vec![1.0, 1.0, 0.5],
+        predicted_gated_accuracy: vec![0.99, 0.97, 0.96],
+    });
+    let dir = tempfile::tempdir()?;
+    advdet::report::render::render(dir.path(), &suite, &jobs, None, true)?;
+    let md = std::fs::read_to_string(dir.path().join("csg/csg.md"))?;
+    for part in ["2 channels x 3 classes", "0.667", "1 dead channels", "| 2 | 0.9700 | 0.5000 | 0.9600 |"] {
+        assert!(md.contains(part), "`{part}` not in {md}");
+    }
+    assert!(std::fs::read_to_string(dir.path().join("csg/gates.svg"))?.contains("Class-specific gates"));
+    let html = std::fs::read_to_string(dir.path().join("index.html"))?;
+    assert!(html.contains("csg/gates.svg") && html.contains("csg/csg.md"));
+    // rendered again without it: the folder's csg files go
+    suite.csg = None;
+    advdet::report::render::render(dir.path(), &suite, &jobs, None, true)?;
+    assert!(!dir.path().join("csg/csg.md").exists() && !dir.path().join("csg/gates.svg").exists());
+    Ok(())
+}

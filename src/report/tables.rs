@@ -168,6 +168,9 @@ impl Verdict {
     }
 }
 
+/// The detector families in the order the paper table groups its columns (`DetectorKind::family`).
+pub const FAMILIES: [&str; 4] = ["confidence", "two-network", "feature", "squeezing"];
+
 /// The paper's table: rows are attacks, columns detector x mode, AUROC with CI, the best of each row marked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaperTable {
@@ -203,6 +206,8 @@ pub(crate) fn row_keys(df: &DataFrame) -> Result<[Vec<&str>; 5]> {
 impl PaperTable {
     /// Builds the table from the results frame for one protocol; columns follow the first appearance of each
     /// (detector, mode), rows the first appearance of each (attack, params).
+    /// The table of `protocol`: a row per attack, a column per (detector, mode), the columns grouped by detector
+    /// family in `FAMILIES` order.
     pub fn from_frame(df: &DataFrame, protocol: &str, bootstrap: usize) -> Result<PaperTable> {
         let [attack, params, det, mode, prot] = row_keys(df)?;
         let (asr, au, lo, hi) = (
@@ -230,12 +235,25 @@ impl PaperTable {
             let versus_full = Verdict::of(delta[i], p_holm[i]);
             cells.push((r, c, Cell { auroc: au[i], lo: lo[i], hi: hi[i], best: false, versus_full }));
         }
+        // columns grouped by detector family (confidence, two-network, feature, squeezing), in order of appearance
+        // within a family
+        let family = |name: &str| {
+            let f = name.parse::<crate::detectors::DetectorKind>().map(|k| k.family()).unwrap_or("");
+            FAMILIES.iter().position(|x| *x == f).unwrap_or(FAMILIES.len())
+        };
+        let mut order: Vec<usize> = (0..columns.len()).collect();
+        order.sort_by_key(|&c| family(&columns[c].0));
+        let mut at = vec![0; columns.len()];
+        for (new, &old) in order.iter().enumerate() {
+            at[old] = new;
+        }
+        let columns: Vec<(String, String)> = order.iter().map(|&c| columns[c].clone()).collect();
         let empty = Cell { auroc: None, lo: None, hi: None, best: false, versus_full: Verdict::None };
         for row in rows.iter_mut() {
             row.2 = vec![empty.clone(); columns.len()];
         }
         for (r, c, cell) in cells {
-            rows[r].2[c] = cell;
+            rows[r].2[at[c]] = cell;
         }
         for row in rows.iter_mut() {
             let best = row.2.iter().filter_map(|c| c.auroc).fold(f64::NEG_INFINITY, f64::max);
@@ -287,8 +305,9 @@ impl PaperTable {
              KL and disagreement, which have no full-model cell: than on the subnet), by DeLong's paired test with \
              Holm's adjustment over the whole table at {VERDICT_LEVEL}; no arrow, no such evidence (delta_auroc, \
              delta_against and the paired interval are in results.csv). Negatives are the correctly classified clean test images; \
-             {prot}. ASR: attack success rate. The detectors are oblivious to the attacks: none was fitted on \
-             adversarial examples.{baselines}"
+             {prot}. ASR: attack success rate. Columns are grouped by detector family (confidence, two-network, \
+             feature, squeezing; see the README's \"Detectors\"). The detectors are oblivious to the attacks: none was \
+             fitted on adversarial examples.{baselines}"
         )
     }
 
