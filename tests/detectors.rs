@@ -93,8 +93,14 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
         let name = kind.as_str();
         let mut det = build(kind, &cfg)?;
         det.fit(&model, &fit)?;
-        // the csg routes need a model trained with class-specific gates (tests/csg.rs and tests/suite.rs run them)
-        let routes: Vec<RouteKind> = RouteKind::ALL.into_iter().filter(|r| !r.needs_class_gates()).collect();
+        // the csg routes need a model trained with class-specific gates (tests/csg.rs and tests/suite.rs run them);
+        // cdrp learns its paths anew for every (detector, image set) here (a suite shares one pass per route), so it
+        // is scored by the path detector and two others only
+        let on_cdrp = ["msp", "disagree", "path-class-dist"].contains(&name);
+        let routes: Vec<RouteKind> = RouteKind::ALL
+            .into_iter()
+            .filter(|r| !r.needs_class_gates() && (*r != RouteKind::Cdrp || on_cdrp))
+            .collect();
         for mode in det.routes_of(&routes) {
             let clean = score_batched(det.as_ref(), &model, res, mode, &test.images, 128)?;
             let advs = score_batched(det.as_ref(), &model, res, mode, &adv, 128)?;
@@ -118,6 +124,9 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
             if auroc <= 0.5 && RouteKind::DEFAULT.contains(&mode) {
                 weak.push(format!("{name}/{mode}: auroc {auroc:.4}"));
             }
+            if (name, mode) == ("disagree", RouteKind::Cdrp) {
+                assert!(clean.iter().chain(&advs).all(|&s| s == 0.0), "a CDRP path keeps the full model's prediction");
+            }
             all.push((name.to_string(), mode, clean.into_iter().chain(advs).collect()));
         }
     }
@@ -129,8 +138,16 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     for (i, a_name) in names.iter().enumerate() {
         for b_name in &names[i + 1..] {
             let get = |n: &str, r: RouteKind| all.iter().find(|(m, q, _)| m == n && *q == r).map(|(_, _, v)| v);
-            let shared: Vec<RouteKind> =
-                RouteKind::ALL.into_iter().filter(|&r| get(a_name, r).is_some() && get(b_name, r).is_some()).collect();
+            // a score constant on a route (disagree on cdrp: a CDRP path never changes the prediction) is a function
+            // of any other there and tells nothing about it
+            let varies = |v: &[f64]| v.iter().any(|x| *x != v[0]);
+            let shared: Vec<RouteKind> = RouteKind::ALL
+                .into_iter()
+                .filter(|&r| match (get(a_name, r), get(b_name, r)) {
+                    (Some(a), Some(b)) => varies(a) && varies(b),
+                    _ => false,
+                })
+                .collect();
             let distinct = shared.iter().any(|&r| match (get(a_name, r), get(b_name, r)) {
                 (Some(a), Some(b)) => !monotone_function_of(a, b) && !monotone_function_of(b, a),
                 _ => false,
@@ -473,11 +490,12 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
     let dets: Vec<_> =
         ["msp", "entropy", "margin", "kl", "disagree"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
     let s = advdet::eval::score_images(&model, res, &scorings(&dets, &RouteKind::ALL), &test.images, 40, "count")?;
-    // 3 batches (40, 40, 20), each through each of the 10 routes (full, subnet, subspace, csg, csg-binary, the five
-    // controls) once: 30 forwards, not one per batch, detector and route (3 x 48); the second model's forward counts
-    // as the model's
-    assert_eq!((s.forwards, s.backwards), (3 * 10, 0));
-    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [10, 10, 10, 9, 9]);
+    // 3 batches (40, 40, 20), each through each of the 11 routes (full, subnet, subspace, csg, csg-binary, cdrp, the
+    // five controls) once: 33 forwards, not one per batch, detector and route (3 x 53); the second model's forward
+    // counts as the model's, and CDRP's 30 path-learning steps per batch are not the route's forward (they call the
+    // network directly)
+    assert_eq!((s.forwards, s.backwards), (3 * 11, 0));
+    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [11, 11, 11, 10, 10]);
     assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
     assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
     // the full route alone: one pass per batch

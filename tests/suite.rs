@@ -496,7 +496,11 @@ fn the_class_specific_routes_run_end_to_end_on_a_csg_model() -> TestResult {
             "[subnet]",
             &format!("[model]\narch = \"lenet\"\nweights = {:?}\n\n[subnet]", weights.display().to_string()),
         )
-        .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"subspace\", \"csg\", \"csg-binary\"]")
+        .replace(
+            "modes = [\"full\", \"subnet\"]",
+            "modes = [\"full\", \"subspace\", \"csg\", \"csg-binary\", \"cdrp\"]",
+        )
+        .replace("names = [\"msp\"]", "names = [\"msp\", \"path-class-dist\"]")
         .replace("[metrics]", "[subspace]\nk = 40\n\n[metrics]");
     let suite = tmp.path().join("tiny.toml");
     std::fs::write(&suite, &text)?;
@@ -510,12 +514,13 @@ fn the_class_specific_routes_run_end_to_end_on_a_csg_model() -> TestResult {
         header.iter().position(|h| *h == "delta_against").ok_or("delta_against")?,
     );
     let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 2 * 4, "2 attacks x 4 routes");
-    for m in ["subspace", "csg", "csg-binary"] {
-        let r: Vec<&Vec<&str>> = rows.iter().filter(|r| r[mode] == m).collect();
+    assert_eq!(rows.len(), 2 * 6, "2 attacks x (msp on 5 routes + path-class-dist on cdrp)");
+    for m in ["subspace", "csg", "csg-binary", "cdrp"] {
+        let r: Vec<&Vec<&str>> = rows.iter().filter(|r| r[mode] == m && r[mode - 1] == "msp").collect();
         assert_eq!(r.len(), 2, "{m}");
         assert!(r.iter().all(|r| r[against] == "full"), "{m}: each compared with the full model");
     }
+    assert_eq!(rows.iter().filter(|r| r[mode - 1] == "path-class-dist" && r[mode] == "cdrp").count(), 2);
     let dir = out.join("tiny");
     for file in ["csg/gates.svg", "csg/gates.png", "csg/csg.md"] {
         assert!(dir.join(file).is_file(), "{file} missing");

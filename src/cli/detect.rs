@@ -35,11 +35,12 @@ pub struct DetectArgs {
     #[arg(long)]
     pub clean: Option<PathBuf>,
     /// Comma-separated detector names (default: all of msp, entropy, margin, odin, kl, disagree, mahalanobis, lid,
-    /// kdbu, energy, maxlogit, gen, react, squeeze; the README's "Detectors" lists their papers and defaults)
+    /// kdbu, energy, maxlogit, gen, react, squeeze, path-class-dist; the README's "Detectors" lists their papers and
+    /// defaults)
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<DetectorKind>>,
-    /// Comma-separated routes (the `mode` column): full, subnet, subspace, and the controls random-mask, union-mask,
-    /// wrong-class, temperature, second-model
+    /// Comma-separated routes (the `mode` column): full, subnet, subspace, csg, csg-binary, cdrp, and the controls
+    /// random-mask, union-mask, wrong-class, temperature, second-model
     #[arg(long, value_delimiter = ',', default_value = "full,subnet")]
     pub modes: Vec<RouteKind>,
     /// The subspace mode's filter subset size per class (Badola et al.: 5 on ResNet-20's 64 pooled channels), chosen

@@ -13,6 +13,7 @@ pub mod margin;
 pub mod maxlogit;
 pub mod msp;
 pub mod odin;
+pub mod path_dist;
 pub mod react;
 pub mod squeeze;
 use crate::data::{Dataset, Split};
@@ -39,10 +40,12 @@ pub enum DetectorKind {
     Gen,
     React,
     Squeeze,
+    #[serde(rename = "path-class-dist")]
+    PathClassDist,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 14] = [
+    pub const ALL: [DetectorKind; 15] = [
         DetectorKind::Msp,
         DetectorKind::Entropy,
         DetectorKind::Margin,
@@ -57,6 +60,7 @@ impl DetectorKind {
         DetectorKind::Gen,
         DetectorKind::React,
         DetectorKind::Squeeze,
+        DetectorKind::PathClassDist,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl DetectorKind {
             DetectorKind::Gen => "gen",
             DetectorKind::React => "react",
             DetectorKind::Squeeze => "squeeze",
+            DetectorKind::PathClassDist => "path-class-dist",
         }
     }
 
@@ -93,6 +98,7 @@ impl DetectorKind {
             DetectorKind::Kl | DetectorKind::Disagree => "two-network",
             DetectorKind::Mahalanobis | DetectorKind::Lid | DetectorKind::Kdbu | DetectorKind::React => "feature",
             DetectorKind::Squeeze => "squeezing",
+            DetectorKind::PathClassDist => "path",
         }
     }
 }
@@ -238,6 +244,7 @@ pub fn build(kind: DetectorKind, cfg: &DetectorConfig) -> Result<Box<dyn Detecto
         DetectorKind::Gen => Box::new(gen::Gen::new(cfg.gen.clone())),
         DetectorKind::React => Box::new(react::React::new(cfg.react.clone(), cfg.fit_size)),
         DetectorKind::Squeeze => Box::new(squeeze::Squeeze::new(cfg.squeeze.clone())),
+        DetectorKind::PathClassDist => Box::new(path_dist::PathClassDist::new(cfg.fit_size)),
     })
 }
 
@@ -306,7 +313,7 @@ mod tests {
     use super::DetectorKind;
 
     #[test]
-    fn every_detector_has_one_of_the_four_families() {
+    fn every_detector_has_one_of_the_five_families() {
         let of = |f: &str| -> Vec<&str> {
             DetectorKind::ALL.iter().filter(|k| k.family() == f).map(|k| k.as_str()).collect()
         };
@@ -314,7 +321,8 @@ mod tests {
         assert_eq!(of("two-network"), ["kl", "disagree"]);
         assert_eq!(of("feature"), ["mahalanobis", "lid", "kdbu", "react"]);
         assert_eq!(of("squeezing"), ["squeeze"]);
-        let families = ["confidence", "two-network", "feature", "squeezing"];
+        assert_eq!(of("path"), ["path-class-dist"]);
+        let families = ["confidence", "two-network", "feature", "squeezing", "path"];
         assert!(DetectorKind::ALL.iter().all(|k| families.contains(&k.family())));
     }
 }

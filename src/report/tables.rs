@@ -169,7 +169,7 @@ impl Verdict {
 }
 
 /// The detector families in the order the paper table groups its columns (`DetectorKind::family`).
-pub const FAMILIES: [&str; 4] = ["confidence", "two-network", "feature", "squeezing"];
+pub const FAMILIES: [&str; 5] = ["confidence", "two-network", "feature", "squeezing", "path"];
 
 /// The paper's table: rows are attacks, columns detector x mode, AUROC with CI, the best of each row marked.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,7 +235,7 @@ impl PaperTable {
             let versus_full = Verdict::of(delta[i], p_holm[i]);
             cells.push((r, c, Cell { auroc: au[i], lo: lo[i], hi: hi[i], best: false, versus_full }));
         }
-        // columns grouped by detector family (confidence, two-network, feature, squeezing), in order of appearance
+        // columns grouped by detector family (`FAMILIES`), in order of appearance
         // within a family
         let family = |name: &str| {
             let f = name.parse::<crate::detectors::DetectorKind>().map(|k| k.family()).unwrap_or("");
@@ -306,8 +306,8 @@ impl PaperTable {
              Holm's adjustment over the whole table at {VERDICT_LEVEL}; no arrow, no such evidence (delta_auroc, \
              delta_against and the paired interval are in results.csv). Negatives are the correctly classified clean test images; \
              {prot}. ASR: attack success rate. Columns are grouped by detector family (confidence, two-network, \
-             feature, squeezing; see the README's \"Detectors\"). The detectors are oblivious to the attacks: none was \
-             fitted on adversarial examples.{baselines}"
+             feature, squeezing, path; see the README's \"Detectors\"). The detectors are oblivious to the attacks: \
+             none was fitted on adversarial examples.{baselines}"
         )
     }
 

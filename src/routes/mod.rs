@@ -1,9 +1,11 @@
 //! Routes: how an image reaches logits and features. The full model is one route; the subnetwork of the class the full
 //! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another, the predicted class's filter subset of the penultimate
 //! features (Badola et al., arXiv 2112.07719) a third, and the gates of a model trained with class-specific gates
-//! (CSG-CNN, Liang et al., arXiv 2007.08194) a fourth; the controls (`random-mask`, `union-mask`,
+//! (CSG-CNN, Liang et al., arXiv 2007.08194) a fourth, each image's own critical data routing path (CDRP, Wang, Su,
+//! Zhang, Hu, CVPR 2018) a fifth; the controls (`random-mask`, `union-mask`,
 //! `wrong-class`, `temperature`, `second-model`) ask where any difference between the two comes from. Detectors read a route's output
 //! and never ask which route it was; adding a route is one file here and one entry in `RouteKind` and `build`.
+pub mod cdrp;
 pub mod csg;
 pub mod full;
 pub mod random_mask;
@@ -34,6 +36,8 @@ pub enum RouteKind {
     /// The same with the gate column thresholded at 0.5.
     #[serde(rename = "csg-binary")]
     CsgBinary,
+    /// Each image through its own critical data routing path (CDRP), learned per image.
+    Cdrp,
     /// Control: a random mask with the predicted class's kept count per layer.
     #[serde(rename = "random-mask")]
     RandomMask,
@@ -51,12 +55,13 @@ pub enum RouteKind {
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 10] = [
+    pub const ALL: [RouteKind; 11] = [
         RouteKind::Full,
         RouteKind::Subnet,
         RouteKind::Subspace,
         RouteKind::Csg,
         RouteKind::CsgBinary,
+        RouteKind::Cdrp,
         RouteKind::RandomMask,
         RouteKind::UnionMask,
         RouteKind::WrongClass,
@@ -73,6 +78,7 @@ impl RouteKind {
             RouteKind::Subspace => "subspace",
             RouteKind::Csg => "csg",
             RouteKind::CsgBinary => "csg-binary",
+            RouteKind::Cdrp => "cdrp",
             RouteKind::RandomMask => "random-mask",
             RouteKind::UnionMask => "union-mask",
             RouteKind::WrongClass => "wrong-class",
@@ -287,6 +293,7 @@ pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<B
         RouteKind::Subspace => Box::new(subspace::Subspace::new(model, res.subspaces)?),
         RouteKind::Csg => Box::new(csg::ClassGates::new(model, false)?),
         RouteKind::CsgBinary => Box::new(csg::ClassGates::new(model, true)?),
+        RouteKind::Cdrp => Box::new(cdrp::Cdrp::new(model)?),
         RouteKind::RandomMask => Box::new(random_mask::RandomMask::new(model, res.subnets)?),
         RouteKind::UnionMask => Box::new(union_mask::UnionMask::new(model, res.subnets)?),
         RouteKind::WrongClass => Box::new(wrong_class::WrongClass::new(model, res.subnets)?),
