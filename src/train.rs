@@ -146,7 +146,11 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
             let init = crate::models::csg::init(model.gate_layout(), model.num_classes(), device)?;
             let g = gate_vs.root().var_copy("gates", &init);
             let opt_w = nn::Adam::default().build(&model.vs, cfg.lr)?;
-            let opt_g = nn::Adam::default().build(&gate_vs, cfg.lr)?;
+            let gate_lr = match cfg.training {
+                Training::Csg { gate_lr, .. } => gate_lr,
+                _ => cfg.lr,
+            };
+            let opt_g = nn::Adam::default().build(&gate_vs, gate_lr)?;
             Some((g, opt_w, opt_g))
         }
     };
@@ -173,7 +177,6 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<(Mode
                     let logits = model.net.forward(&xs, Some(&gates), true);
                     let loss = logits.cross_entropy_for_logits(&ys) + crate::models::csg::sparsity_loss(g);
                     opt_w.set_lr(lr);
-                    opt_g.set_lr(lr);
                     opt_w.zero_grad();
                     opt_g.zero_grad();
                     loss.backward();

@@ -56,10 +56,10 @@ fn the_sparsity_term_is_zero_within_the_budget_and_linear_above_it() -> TestResu
 #[test]
 fn the_schedule_warms_up_then_gates_every_third_epoch() -> TestResult {
     let t = Training::csg_for(9);
-    assert_eq!(t, Training::Csg { warmup: 3, every: 3 });
+    assert_eq!(t, Training::Csg { warmup: 3, every: 3, gate_lr: 0.01 });
     assert_eq!((0..9).filter(|&e| t.gated(e)).collect::<Vec<_>>(), [5, 8]);
     let resnet = Training::csg_for(30);
-    assert_eq!(resnet, Training::Csg { warmup: 9, every: 3 });
+    assert_eq!(resnet, Training::Csg { warmup: 9, every: 3, gate_lr: 0.01 });
     assert_eq!((0..30).filter(|&e| resnet.gated(e)).collect::<Vec<_>>(), [11, 14, 17, 20, 23, 26, 29]);
     // every length ends on a gated epoch
     for n in 1..40 {
@@ -67,10 +67,10 @@ fn the_schedule_warms_up_then_gates_every_third_epoch() -> TestResult {
         assert!(t.gated(n - 1) && t.validate(n).is_ok(), "{n} epochs: {t:?}");
     }
     assert!(!(0..9).any(|e| Training::Standard.gated(e)));
-    let never = Training::Csg { warmup: 5, every: 3 };
+    let never = Training::Csg { warmup: 5, every: 3, gate_lr: 0.01 };
     let e = never.validate(7).expect_err("first gated epoch 8 of 7").to_string();
     assert!(e.contains("never train"), "{e}");
-    assert!(Training::Csg { warmup: 0, every: 0 }.validate(9).is_err());
+    assert!(Training::Csg { warmup: 0, every: 0, gate_lr: 0.01 }.validate(9).is_err());
     // standard training keeps its serialisation, so the models of the cache keep their keys
     let cfg = TrainConfig::default_for(DatasetName::Mnist, Arch::Lenet);
     assert!(!serde_json::to_string(&cfg)?.contains("training"));
@@ -84,7 +84,7 @@ fn short_csg_model() -> Result<(Model, TrainConfig), advdet::Error> {
     let ds = advdet::data::load(DatasetName::Mnist, None, Split::Train)?.limit(1280);
     let mut cfg = TrainConfig::default_for(DatasetName::Mnist, Arch::Lenet);
     cfg.epochs = 3;
-    cfg.training = Training::Csg { warmup: 1, every: 2 };
+    cfg.training = Training::Csg { warmup: 1, every: 2, gate_lr: 0.01 };
     let (model, _) = train::train(&cfg, &ds, Device::Cpu)?;
     Ok((model, cfg))
 }
@@ -111,7 +111,7 @@ fn csg_training_learns_a_gate_matrix_saved_beside_the_weights() -> TestResult {
     std::fs::write(dir.path().join("m.json"), {
         let meta = serde_json::json!({"arch": "lenet", "dataset": "mnist", "seed": 0, "epochs": 3, "batch_size": 64,
             "lr": 0.001, "test_accuracy": 0.9, "advdet_version": "x", "data_hash": "d",
-            "training": {"kind": "csg", "warmup": 1, "every": 2}});
+            "training": {"kind": "csg", "warmup": 1, "every": 2, "gate_lr": 0.01}});
         meta.to_string()
     })?;
     std::fs::remove_file(csg::gates_path(&path))?;

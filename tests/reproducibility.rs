@@ -114,8 +114,8 @@ fn check_catches_a_deliberately_weakened_detector_on_the_smoke_suite() -> TestRe
     // Mahalanobis with a large input-preprocessing step: every image, clean or adversarial, is first pushed towards
     // its nearest class mean, which erases most of what the distance separated.
     let text = std::fs::read_to_string(suite_file())?;
-    let weakened = text
-        .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"subnet\"]\nmahalanobis = { magnitude = 0.3 }");
+    let names = "names = [\"msp\", \"entropy\", \"margin\", \"kl\", \"mahalanobis\"]";
+    let weakened = text.replace(names, &format!("{names}\nmahalanobis = {{ magnitude = 0.3 }}"));
     assert_ne!(text, weakened, "the smoke suite's [detectors] table moved");
     let suite = tmp.path().join("smoke.toml");
     std::fs::write(&suite, weakened)?;

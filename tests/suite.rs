@@ -122,7 +122,10 @@ fn seeds_lambda_lists_gate_and_second_model_are_checked_at_parse_time() -> TestR
     let s = schema::parse(Path::new("x.toml"), &model("training = \"csg\"", csg_modes), String::new())?;
     match &s.model {
         schema::ModelSpec::Train(c) => {
-            assert_eq!((c.epochs, &c.training), (9, &advdet::train::Training::Csg { warmup: 3, every: 3 }))
+            assert_eq!(
+                (c.epochs, &c.training),
+                (9, &advdet::train::Training::Csg { warmup: 3, every: 3, gate_lr: 0.01 })
+            )
         }
         other => panic!("{other:?}"),
     }

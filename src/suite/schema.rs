@@ -71,6 +71,7 @@ struct ModelSection {
     training: Option<Spanned<String>>,
     csg_warmup: Option<usize>,
     csg_every: Option<usize>,
+    csg_gate_lr: Option<f64>,
     adv_eps: Option<f64>,
     adv_steps: Option<usize>,
     consistency_beta: Option<f64>,
@@ -439,6 +440,11 @@ fn positive(loc: &Locator, v: Option<Spanned<usize>>, key: &str, default: usize)
     }
 }
 
+/// A gate learning rate, when given, is a positive finite number.
+fn gate_lr_ok(lr: Option<f64>) -> bool {
+    lr.is_none_or(|l| l.is_finite() && l > 0.0)
+}
+
 fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<ModelSpec> {
     if let (Some(s), None) = (&m.second_weights, &m.weights) {
         return Err(loc.error_line(
@@ -458,6 +464,7 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
             ("training", m.training.is_some()),
             ("csg_warmup", m.csg_warmup.is_some()),
             ("csg_every", m.csg_every.is_some()),
+            ("csg_gate_lr", m.csg_gate_lr.is_some()),
             ("adv_eps", m.adv_eps.is_some()),
             ("adv_steps", m.adv_steps.is_some()),
             ("consistency_beta", m.consistency_beta.is_some()),
@@ -491,8 +498,9 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
         },
     };
     // each training's own keys, refused with any other
-    let own: [(&str, bool, &[&str]); 5] = [
+    let own: [(&str, bool, &[&str]); 6] = [
         ("csg_warmup", m.csg_warmup.is_some(), &["csg"]),
+        ("csg_gate_lr", m.csg_gate_lr.is_some(), &["csg"]),
         ("csg_every", m.csg_every.is_some(), &["csg"]),
         ("adv_eps", m.adv_eps.is_some(), &["adversarial", "consistency"]),
         ("adv_steps", m.adv_steps.is_some(), &["adversarial", "consistency"]),
@@ -511,9 +519,17 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
         "csg" => {
             // CSG-CNN's schedule ends on a gated epoch when the epochs are a multiple of 3: 9 on MNIST-like data
             cfg.epochs = m.epochs.unwrap_or(if arch == Arch::Lenet { 9 } else { cfg.epochs });
-            let Training::Csg { warmup, every } = Training::csg_for(cfg.epochs) else { unreachable!("csg_for is csg") };
-            cfg.training =
-                Training::Csg { warmup: m.csg_warmup.unwrap_or(warmup), every: m.csg_every.unwrap_or(every) };
+            let Training::Csg { warmup, every, gate_lr } = Training::csg_for(cfg.epochs) else {
+                unreachable!("csg_for is csg")
+            };
+            cfg.training = Training::Csg {
+                warmup: m.csg_warmup.unwrap_or(warmup),
+                every: m.csg_every.unwrap_or(every),
+                gate_lr: m.csg_gate_lr.unwrap_or(gate_lr),
+            };
+            if !(gate_lr_ok(m.csg_gate_lr)) {
+                return Err(loc.error_section("model", 0, Some("csg_gate_lr"), "must be a positive number"));
+            }
             if let Err(e) = cfg.training.validate(cfg.epochs) {
                 let key = if m.csg_every == Some(0) { "csg_every" } else { "csg_warmup" };
                 return Err(loc.error_section("model", 0, Some(key), &e.to_string()));
