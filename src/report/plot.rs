@@ -281,51 +281,16 @@ pub fn curve_plot(path: &Path, title: &str, series: &[(String, Vec<f64>)]) -> cr
     if let Some((name, _)) = series.iter().find(|(_, v)| v.iter().any(|x| !x.is_finite())) {
         return Err(Error::config(format!("curve `{name}`"), "NaN", "needs finite values"));
     }
-    plot_file!(path, SIZE, "curve plot", draw_curves(title, series))
-}
-
-fn draw_curves<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    title: &str,
-    series: &[(String, Vec<f64>)],
-) -> Result<(), String> {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    root.fill(&WHITE).map_err(err)?;
     let steps = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1).max(2);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..(steps - 1) as f64, 0.0..1.0)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("step of the first descent (first weight, first start)")
-        .y_desc("share of the first batch evading (best so far)")
-        .label_style(("sans-serif", 13))
-        .axis_desc_style(("sans-serif", 14))
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
-        .draw()
-        .map_err(err)?;
-    for (k, (name, v)) in series.iter().enumerate() {
-        let color = PALETTE[k % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(v.iter().enumerate().map(|(i, y)| (i as f64, *y)), color.stroke_width(2)))
-            .map_err(err)?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)
+    let lines: Vec<(&str, Vec<(f64, f64)>)> =
+        series.iter().map(|(n, v)| (n.as_str(), v.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect())).collect();
+    let axes = Axes {
+        x_max: (steps - 1) as f64,
+        x_desc: "step of the first descent (first weight, first start)",
+        y_desc: "share of the first batch evading (best so far)",
+        diagonal: false,
+    };
+    plot_file!(path, SIZE, "curve plot", draw(title, &axes, &lines))
 }
 
 /// Draws `curves` (legend name, ROC) into `path`, SVG or PNG by the extension, written atomically.
@@ -348,12 +313,29 @@ pub fn roc_plot(path: &Path, title: &str, curves: &[(String, Roc)]) -> crate::Re
         }
         lines.push((name.as_str(), thin(roc)));
     }
-    plot_file!(path, SIZE, "ROC plot", draw(title, &lines))
+    let axes = Axes {
+        x_max: 1.0,
+        x_desc: "False positive rate (clean flagged)",
+        y_desc: "True positive rate (adversarial flagged)",
+        diagonal: true,
+    };
+    plot_file!(path, SIZE, "ROC plot", draw(title, &axes, &lines))
 }
 
+/// The axes of a line chart on [0, `x_max`] x [0, 1]: their descriptions, and whether the dashed diagonal (chance, on
+/// a ROC plot) is drawn.
+struct Axes {
+    x_max: f64,
+    x_desc: &'static str,
+    y_desc: &'static str,
+    diagonal: bool,
+}
+
+/// Named lines on [0, `x_max`] x [0, 1] with a legend (the ROC plot and the adaptive attack's curves).
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
+    axes: &Axes,
     lines: &[(&str, Vec<(f64, f64)>)],
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
@@ -363,20 +345,22 @@ fn draw<DB: DrawingBackend>(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(56)
-        .build_cartesian_2d(0.0..1.0f64, 0.0..1.0f64)
+        .build_cartesian_2d(0.0..axes.x_max, 0.0..1.0f64)
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("False positive rate (clean flagged)")
-        .y_desc("True positive rate (adversarial flagged)")
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
         .light_line_style(WHITE.mix(0.0))
         .bold_line_style(BLACK.mix(0.08))
         .draw()
         .map_err(err)?;
-    let chance = ShapeStyle::from(&BLACK.mix(0.45)).stroke_width(1);
-    chart.draw_series(DashedLineSeries::new([(0.0, 0.0), (1.0, 1.0)], 6, 4, chance)).map_err(err)?;
+    if axes.diagonal {
+        let chance = ShapeStyle::from(&BLACK.mix(0.45)).stroke_width(1);
+        chart.draw_series(DashedLineSeries::new([(0.0, 0.0), (1.0, 1.0)], 6, 4, chance)).map_err(err)?;
+    }
     for (k, (name, points)) in lines.iter().enumerate() {
         let color = PALETTE[k % PALETTE.len()];
         chart
