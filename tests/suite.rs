@@ -134,6 +134,8 @@ fn seeds_lambda_lists_gate_and_second_model_are_checked_at_parse_time() -> TestR
     let late = model("training = \"csg\"\nepochs = 4\ncsg_warmup = 3", csg_modes);
     expect(&parse_err(&late), &["attacks/x.toml", "line 13", "model.csg_warmup", "never train"]);
     expect(&parse_err(&model("training = \"csg\"\ncsg_every = 0", csg_modes)), &["model.csg_every", "at least 1"]);
+    let gate_lr = model("training = \"csg\"\ncsg_gate_lr = 0.0", csg_modes);
+    expect(&parse_err(&gate_lr), &["line 12", "model.csg_gate_lr", "positive"]);
     expect(&parse_err(&model("csg_every = 2", "[\"full\"]")), &["line 11", "model.csg_every", "training"]);
     expect(&parse_err(&model("adv_eps = 0.2", "[\"full\"]")), &["line 11", "model.adv_eps", "\"adversarial\""]);
     let beta = model("training = \"adversarial\"\nconsistency_beta = 1.0", "[\"full\"]");

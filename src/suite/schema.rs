@@ -440,11 +440,6 @@ fn positive(loc: &Locator, v: Option<Spanned<usize>>, key: &str, default: usize)
     }
 }
 
-/// A gate learning rate, when given, is a positive finite number.
-fn gate_lr_ok(lr: Option<f64>) -> bool {
-    lr.is_none_or(|l| l.is_finite() && l > 0.0)
-}
-
 fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<ModelSpec> {
     if let (Some(s), None) = (&m.second_weights, &m.weights) {
         return Err(loc.error_line(
@@ -527,13 +522,6 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
                 every: m.csg_every.unwrap_or(every),
                 gate_lr: m.csg_gate_lr.unwrap_or(gate_lr),
             };
-            if !(gate_lr_ok(m.csg_gate_lr)) {
-                return Err(loc.error_section("model", 0, Some("csg_gate_lr"), "must be a positive number"));
-            }
-            if let Err(e) = cfg.training.validate(cfg.epochs) {
-                let key = if m.csg_every == Some(0) { "csg_every" } else { "csg_warmup" };
-                return Err(loc.error_section("model", 0, Some(key), &e.to_string()));
-            }
         }
         "adversarial" | "consistency" => {
             let beta = if kind == "consistency" { m.consistency_beta.unwrap_or(0.1) } else { 0.0 };
@@ -548,16 +536,17 @@ fn model_spec(loc: &Locator, m: ModelSection, dataset: DatasetName) -> Result<Mo
             if m.adv_eps.is_some() || m.adv_steps.is_some() {
                 r.alpha = 2.5 * r.eps / r.steps.max(1) as f64;
             }
-            if let Err(e) = r.validate() {
-                let key = match &e {
-                    Error::Config { field, .. } => field.clone(),
-                    _ => "training".to_string(),
-                };
-                return Err(loc.error_section("model", 0, Some(&key), &e.to_string()));
-            }
             cfg.training = if kind == "consistency" { Training::Consistency(r) } else { Training::Adversarial(r) };
         }
         _ => {}
+    }
+    // a training's own check names the key it refuses (csg_warmup, csg_every, csg_gate_lr, adv_eps, ...)
+    if let Err(e) = cfg.training.validate(cfg.epochs) {
+        let key = match &e {
+            Error::Config { field, .. } => field.clone(),
+            _ => "training".to_string(),
+        };
+        return Err(loc.error_section("model", 0, Some(&key), &e.to_string()));
     }
     cfg.epochs = m.epochs.unwrap_or(cfg.epochs);
     cfg.batch_size = m.batch_size.unwrap_or(cfg.batch_size);
