@@ -85,6 +85,10 @@ pub struct RowRecord {
     /// full-model rows and where a class is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versus_full: Option<VersusFull>,
+    /// For a supervised detector, the attack it was trained on (`attack params`, as the job is named): the rows of
+    /// that job are its seen attack, every other row an unseen one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_on: Option<String>,
 }
 
 /// A route's paired difference from the full model (route minus full) for one detector and protocol: DeLong's

@@ -14,14 +14,21 @@ use advdet::subnet::Subnets;
 use common::TestResult;
 use tch::{Device, Kind, Tensor};
 
-/// Every detector, fitted on 300 clean training images where it needs fitting.
+/// Every detector, fitted on 300 clean training images where it needs fitting (a supervised one on the first 150,
+/// and on the other 150 with their FGSM eps 0.1 versions).
 fn fitted_detectors(model: &Model) -> Result<Vec<Box<dyn Detector>>, Box<dyn std::error::Error>> {
     let fit = data::load(DatasetName::Mnist, None, Split::Train)?.limit(300);
     let cfg = DetectorConfig { fit_size: 300, ..Default::default() };
+    let (density, clean) = advdet::eval::supervised_split(&fit);
+    let fgsm = advdet::attacks::Fgsm { eps: 0.1, ..Default::default() };
+    let adv = advdet::attacks::run_batched(&fgsm, model, &clean.images, &clean.labels, 150)?;
     let mut out = Vec::new();
     for kind in DetectorKind::ALL {
         let mut d = detectors::build(kind, &cfg)?;
-        if d.needs_fit() {
+        if d.supervised() {
+            d.fit(model, &density)?;
+            d.fit_supervised(model, &clean, &adv)?;
+        } else if d.needs_fit() {
             d.fit(model, &fit)?;
         }
         out.push(d);

@@ -5,7 +5,7 @@ mod common;
 
 use advdet::data::{self, Dataset, DatasetName, Split};
 use advdet::detectors::{self, build, by_name, DetectorConfig, DetectorKind};
-use advdet::eval::{fit_split, protocol_sets, score, score_batched};
+use advdet::eval::{fit_split, protocol_sets, score, score_batched, supervised_split};
 use advdet::routes::subspace::Subspaces;
 use advdet::routes::{Resources, RouteKind};
 
@@ -92,11 +92,19 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     for kind in DetectorKind::ALL {
         let name = kind.as_str();
         let mut det = build(kind, &cfg)?;
-        det.fit(&model, &fit)?;
+        if det.supervised() {
+            // the supervised protocol: the first half of the fit images fits the density, the second half, clean and
+            // under FGSM eps 0.1 (the default training attack), the regression
+            let (density, clean) = supervised_split(&fit);
+            det.fit(&model, &density)?;
+            det.fit_supervised(&model, &clean, &fgsm(&model, &clean.images, &clean.labels, 0.1))?;
+        } else {
+            det.fit(&model, &fit)?;
+        }
         // the csg routes need a model trained with class-specific gates (tests/csg.rs and tests/suite.rs run them);
         // cdrp learns its paths anew for every (detector, image set) here (a suite shares one pass per route), so it
         // is scored by the path detector and two others only
-        let on_cdrp = ["msp", "disagree", "path-class-dist"].contains(&name);
+        let on_cdrp = ["msp", "disagree", "path-class-dist", "path-rf"].contains(&name);
         let routes: Vec<RouteKind> = RouteKind::ALL
             .into_iter()
             .filter(|r| !r.needs_class_gates() && (*r != RouteKind::Cdrp || on_cdrp))

@@ -26,6 +26,7 @@ fn row(detector: &str, mode: &str, protocol: &str, auroc: f64) -> RowRecord {
         metrics,
         roc: Some(Curve { fpr: vec![0.0, 0.25, 1.0], tpr: vec![0.0, 0.75, 1.0] }),
         versus_full: None,
+        trained_on: None,
     }
 }
 
@@ -56,6 +57,11 @@ fn job(index: usize, attack: &str, params: &str, shift: f64) -> JobRecord {
         rows.push(row("kl", "subnet", protocol, 0.625 - shift));
         // a control beside the subnetwork, with no evidence of a difference from the full model
         rows.push(RowRecord { versus_full: versus(0.75), ..row("msp", "random-mask", protocol, 0.75 + shift) });
+        // a supervised detector trained on job 0's attack: (seen) on its row, unseen on job 1's
+        rows.push(RowRecord {
+            trained_on: Some("fgsm eps=0.1".into()),
+            ..row("lid-sup", "full", protocol, 0.9 - shift)
+        });
     }
     JobRecord {
         index,

@@ -108,7 +108,20 @@ fn plan(a: &DetectArgs) -> Result<Plan> {
         return Err(Error::config("--batch-size", a.batch_size, "must be at least 1").into());
     }
     let explicit = a.detectors.is_some();
-    let kinds: Vec<DetectorKind> = a.detectors.clone().unwrap_or_else(|| DetectorKind::ALL.to_vec());
+    // the supervised detectors need a training attack's images, which only a suite names
+    let kinds: Vec<DetectorKind> = a
+        .detectors
+        .clone()
+        .unwrap_or_else(|| DetectorKind::ALL.into_iter().filter(|k| k.family() != "supervised").collect());
+    if let Some(k) = kinds.iter().find(|k| k.family() == "supervised") {
+        return Err(Error::config(
+            "--detectors",
+            k,
+            "is supervised: it runs in suites (`advdet run`), which name the attack it is trained on ([detectors] \
+             train_attack)",
+        )
+        .into());
+    }
     if kinds.is_empty() {
         return Err(Error::config("--detectors", "", "name at least one detector").into());
     }

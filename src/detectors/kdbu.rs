@@ -98,6 +98,18 @@ impl KdBu {
     }
 }
 
+impl KdBu {
+    /// `(log KD, BU)` of the route's pass, `[B]` each, unstandardised (the supervised `kdbu-sup` regresses on them).
+    pub fn pair(&self, v: &View) -> Result<(Tensor, Tensor)> {
+        Self::check_arch(v.model)?;
+        let ft = self.fitted.as_ref().ok_or_else(|| not_fitted("kdbu"))?;
+        // no guard: on a pass that carries a graph (the adaptive attack) the score is differentiable, the MC-dropout
+        // masks fixed at fit time
+        let (f, l) = (&v.route.features, &v.route.logits);
+        Ok(self.kd_bu(ft, &f.to_kind(Kind::Double), &l.to_kind(Kind::Double)))
+    }
+}
+
 impl Detector for KdBu {
     fn kind(&self) -> DetectorKind {
         DetectorKind::Kdbu
@@ -161,12 +173,8 @@ impl Detector for KdBu {
     }
 
     fn score(&self, v: &View) -> Result<Tensor> {
-        Self::check_arch(v.model)?;
+        let (kd, bu) = self.pair(v)?;
         let ft = self.fitted.as_ref().ok_or_else(|| not_fitted(self.name()))?;
-        // no guard: on a pass that carries a graph (the adaptive attack) the score is differentiable, the MC-dropout
-        // masks fixed at fit time
-        let (f, l) = (&v.route.features, &v.route.logits);
-        let (kd, bu) = self.kd_bu(ft, &f.to_kind(Kind::Double), &l.to_kind(Kind::Double));
         Ok((bu - ft.bu.0) / ft.bu.1 - (kd - ft.kd.0) / ft.kd.1)
     }
 }

@@ -52,15 +52,8 @@ impl Lid {
         Lid { cfg, fit_size, fitted: None }
     }
 
-    /// Mean over reference minibatches of the MLE LID `-(1/k sum_i log(r_i / r_k))^-1`, `[B]`.
     fn estimate(&self, acts: &Tensor, refs: &Tensor) -> Tensor {
-        let (m, k) = (self.cfg.minibatch as i64, self.cfg.k as i64);
-        let b = acts.size()[0];
-        let d = Tensor::cdist(acts, refs, 2.0, None::<i64>).view([b, -1, m]);
-        let (r, _) = d.topk(k, -1, false, true);
-        let r = r.clamp_min(1e-12);
-        let logs = (&r / r.narrow(-1, k - 1, 1)).log().sum_dim_intlist(-1, false, Kind::Double).clamp_max(-1e-12);
-        (-(k as f64) / logs).mean_dim(-1, false, Kind::Double)
+        lid_estimate(acts, refs, self.cfg.k as i64, self.cfg.minibatch as i64)
     }
 
     fn combined(&self, layers: &[(Tensor, f64, f64)], acts: &[Tensor]) -> Tensor {
@@ -68,6 +61,17 @@ impl Lid {
             layers.iter().zip(acts).map(|((refs, mu, sd), a)| (self.estimate(a, refs) - *mu) / *sd).collect();
         Tensor::stack(&parts, 0).sum_dim_intlist(0, false, Kind::Double)
     }
+}
+
+/// Mean over the reference minibatches of `m` rows of `refs` (`[R, D]`, R a multiple of m) of the MLE LID
+/// `-(1/k sum_i log(r_i / r_k))^-1` of each row of `acts` (`[B, D]`) from its `k` nearest references, `[B]`.
+pub(crate) fn lid_estimate(acts: &Tensor, refs: &Tensor, k: i64, m: i64) -> Tensor {
+    let b = acts.size()[0];
+    let d = Tensor::cdist(acts, refs, 2.0, None::<i64>).view([b, -1, m]);
+    let (r, _) = d.topk(k, -1, false, true);
+    let r = r.clamp_min(1e-12);
+    let logs = (&r / r.narrow(-1, k - 1, 1)).log().sum_dim_intlist(-1, false, Kind::Double).clamp_max(-1e-12);
+    (-(k as f64) / logs).mean_dim(-1, false, Kind::Double)
 }
 
 /// Mean and standard deviation of a 1-d f64 tensor, the deviation kept away from 0.

@@ -16,6 +16,7 @@ pub mod odin;
 pub mod path_dist;
 pub mod react;
 pub mod squeeze;
+pub mod supervised;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -42,10 +43,18 @@ pub enum DetectorKind {
     Squeeze,
     #[serde(rename = "path-class-dist")]
     PathClassDist,
+    #[serde(rename = "mahalanobis-sup")]
+    MahalanobisSup,
+    #[serde(rename = "lid-sup")]
+    LidSup,
+    #[serde(rename = "kdbu-sup")]
+    KdbuSup,
+    #[serde(rename = "path-rf")]
+    PathRf,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 15] = [
+    pub const ALL: [DetectorKind; 19] = [
         DetectorKind::Msp,
         DetectorKind::Entropy,
         DetectorKind::Margin,
@@ -61,6 +70,10 @@ impl DetectorKind {
         DetectorKind::React,
         DetectorKind::Squeeze,
         DetectorKind::PathClassDist,
+        DetectorKind::MahalanobisSup,
+        DetectorKind::LidSup,
+        DetectorKind::KdbuSup,
+        DetectorKind::PathRf,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,12 +93,17 @@ impl DetectorKind {
             DetectorKind::React => "react",
             DetectorKind::Squeeze => "squeeze",
             DetectorKind::PathClassDist => "path-class-dist",
+            DetectorKind::MahalanobisSup => "mahalanobis-sup",
+            DetectorKind::LidSup => "lid-sup",
+            DetectorKind::KdbuSup => "kdbu-sup",
+            DetectorKind::PathRf => "path-rf",
         }
     }
 
     /// What the detector reads: "confidence" (one route's output: its softmax or logits, ODIN's after a gradient
     /// step), "two-network" (the route's output against the full model's), "feature" (penultimate features, fitted
-    /// on clean training images) or "squeezing" (the route's output on the input against squeezed copies).
+    /// on clean training images), "squeezing" (the route's output on the input against squeezed copies), "path"
+    /// (per-input routing paths) or "supervised" (fitted on a training attack's adversarial examples too).
     pub fn family(self) -> &'static str {
         match self {
             DetectorKind::Msp
@@ -99,6 +117,9 @@ impl DetectorKind {
             DetectorKind::Mahalanobis | DetectorKind::Lid | DetectorKind::Kdbu | DetectorKind::React => "feature",
             DetectorKind::Squeeze => "squeezing",
             DetectorKind::PathClassDist => "path",
+            DetectorKind::MahalanobisSup | DetectorKind::LidSup | DetectorKind::KdbuSup | DetectorKind::PathRf => {
+                "supervised"
+            }
         }
     }
 }
@@ -151,6 +172,20 @@ pub trait Detector {
     /// Fit on clean held-out training images (never test images, never adversarial ones). Default: no fitting.
     fn fit(&mut self, _model: &Model, _clean: &Dataset) -> Result<()> {
         Ok(())
+    }
+    /// Whether it is fitted on adversarial examples too (`fit_supervised`, after `fit`): the results name the attack
+    /// it was trained on, and which attacks it has seen.
+    fn supervised(&self) -> bool {
+        false
+    }
+    /// Fit on clean held-out training images `clean` (never test images) and their versions `adversarial` under the
+    /// suite's training attack (`eval::supervised_split` says which images). Default: nothing to fit.
+    fn fit_supervised(&mut self, _model: &Model, _clean: &Dataset, _adversarial: &Tensor) -> Result<()> {
+        Ok(())
+    }
+    /// Whether `score` has an input gradient the adaptive attack can descend (not a forest's votes).
+    fn differentiable(&self) -> bool {
+        true
     }
     /// Whether `score` takes the input gradient of the route's network (`Pass::input_grad`): `eval` then runs the
     /// route's pass with its graph, so the gradient reuses that forward.
@@ -245,6 +280,26 @@ pub fn build(kind: DetectorKind, cfg: &DetectorConfig) -> Result<Box<dyn Detecto
         DetectorKind::React => Box::new(react::React::new(cfg.react.clone(), cfg.fit_size)),
         DetectorKind::Squeeze => Box::new(squeeze::Squeeze::new(cfg.squeeze.clone())),
         DetectorKind::PathClassDist => Box::new(path_dist::PathClassDist::new(cfg.fit_size)),
+        DetectorKind::MahalanobisSup => Box::new(supervised::Supervised::new(
+            kind,
+            Box::new(supervised::MahalanobisLayers::new(cfg.mahalanobis.clone())),
+            supervised::Learner::Logistic,
+        )),
+        DetectorKind::LidSup => Box::new(supervised::Supervised::new(
+            kind,
+            Box::new(supervised::LidLayers::new(&cfg.lid)),
+            supervised::Learner::Logistic,
+        )),
+        DetectorKind::KdbuSup => Box::new(supervised::Supervised::new(
+            kind,
+            Box::new(supervised::KdBuPair(kdbu::KdBu::new(cfg.kdbu.clone(), cfg.fit_size, cfg.seed))),
+            supervised::Learner::Logistic,
+        )),
+        DetectorKind::PathRf => Box::new(supervised::Supervised::new(
+            kind,
+            Box::new(supervised::CdrpPath),
+            supervised::Learner::Forest { trees: supervised::FOREST_TREES, seed: cfg.seed },
+        )),
     })
 }
 
@@ -313,7 +368,7 @@ mod tests {
     use super::DetectorKind;
 
     #[test]
-    fn every_detector_has_one_of_the_five_families() {
+    fn every_detector_has_one_of_the_six_families() {
         let of = |f: &str| -> Vec<&str> {
             DetectorKind::ALL.iter().filter(|k| k.family() == f).map(|k| k.as_str()).collect()
         };
@@ -322,7 +377,8 @@ mod tests {
         assert_eq!(of("feature"), ["mahalanobis", "lid", "kdbu", "react"]);
         assert_eq!(of("squeezing"), ["squeeze"]);
         assert_eq!(of("path"), ["path-class-dist"]);
-        let families = ["confidence", "two-network", "feature", "squeezing", "path"];
+        assert_eq!(of("supervised"), ["mahalanobis-sup", "lid-sup", "kdbu-sup", "path-rf"]);
+        let families = ["confidence", "two-network", "feature", "squeezing", "path", "supervised"];
         assert!(DetectorKind::ALL.iter().all(|k| families.contains(&k.family())));
     }
 }

@@ -6,7 +6,7 @@ pub mod protocol;
 mod rows;
 
 pub use normalise::ClassStats;
-pub use protocol::{fit_split, protocol_sets, Protocol, ScoredSet};
+pub use protocol::{fit_split, protocol_sets, supervised_split, Protocol, ScoredSet};
 pub use rows::{heldout_thresholds, metric_rows, metric_values, MetricSpec, Thresholds};
 
 use crate::detectors::{finite_scores, Detector, View};

@@ -116,3 +116,12 @@ pub fn fit_split(train: &Dataset, fit_size: usize) -> Dataset {
     let n = train.len();
     train.range(n.saturating_sub(fit_size), n)
 }
+
+/// The supervised detectors' halves of the fit images (`fit_split`'s): the first half fits their unsupervised part
+/// (class means, reference features), the second half, clean and attacked by the training attack, fits their
+/// regression (as Lee et al. and Ma et al. keep the density and the regression on separate images). Both are training
+/// images: no test image reaches a supervised detector's fit.
+pub fn supervised_split(fit: &Dataset) -> (Dataset, Dataset) {
+    let half = fit.len() / 2;
+    (fit.range(0, half), fit.range(half, fit.len()))
+}

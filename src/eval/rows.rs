@@ -137,6 +137,7 @@ pub fn metric_rows(
                     metrics,
                     roc,
                     versus_full,
+                    trained_on: None,
                 });
             }
         }

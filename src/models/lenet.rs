@@ -25,10 +25,19 @@ impl Lenet {
 }
 
 impl Classifier for Lenet {
-    fn forward_all(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> (Tensor, Tensor) {
+    fn forward_tapped(
+        &self,
+        xs: &Tensor,
+        gates: Option<&Tensor>,
+        train: bool,
+        tap: &mut dyn FnMut(&Tensor),
+    ) -> (Tensor, Tensor) {
         let s = self.layout.spans();
-        let h = apply_gate(xs.apply(&self.conv1).relu(), gates, s[0]).max_pool2d_default(2);
-        let h = apply_gate(h.apply(&self.conv2).relu(), gates, s[1]).max_pool2d_default(2);
+        let h = apply_gate(xs.apply(&self.conv1).relu(), gates, s[0]);
+        tap(&h);
+        let h = apply_gate(h.max_pool2d_default(2).apply(&self.conv2).relu(), gates, s[1]);
+        tap(&h);
+        let h = h.max_pool2d_default(2);
         let h = apply_gate(h.flatten(1, -1).apply(&self.fc1).relu(), gates, s[2]);
         let logits = h.dropout(0.5, train).apply(&self.fc2);
         (h, logits)

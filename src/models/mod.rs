@@ -59,8 +59,20 @@ impl GateLayout {
 /// `gates` is `[batch, units]` (or `[1, units]`, broadcast) with the columns in `gate_layout()` order; `None` runs the
 /// plain network, and a gate tensor of ones gives exactly the same logits.
 pub trait Classifier: Send + std::fmt::Debug {
+    /// Penultimate features and logits in one pass, handing the output of every stage before the penultimate layer
+    /// (each conv layer, or the stem and each residual block, as gated) to `tap` as it is computed.
+    fn forward_tapped(
+        &self,
+        xs: &Tensor,
+        gates: Option<&Tensor>,
+        train: bool,
+        tap: &mut dyn FnMut(&Tensor),
+    ) -> (Tensor, Tensor);
+
     /// Penultimate features and logits in one pass.
-    fn forward_all(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> (Tensor, Tensor);
+    fn forward_all(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> (Tensor, Tensor) {
+        self.forward_tapped(xs, gates, train, &mut |_| {})
+    }
 
     fn gate_layout(&self) -> &GateLayout;
 
@@ -223,6 +235,18 @@ impl Model {
     pub fn forward_eval(&self, xs: &Tensor, gates: Option<&Tensor>) -> (Tensor, Tensor) {
         self.calls.forward.fetch_add(1, Ordering::Relaxed);
         self.net.forward_all(xs, gates, false)
+    }
+
+    /// Every stage's output averaged over its spatial positions (`[B, channels]` each, Lee et al.'s per-layer
+    /// features), then the penultimate features, and the logits, in eval mode (counted in `calls`).
+    pub fn stage_features(&self, xs: &Tensor) -> (Vec<Tensor>, Tensor) {
+        self.calls.forward.fetch_add(1, Ordering::Relaxed);
+        let mut stages = Vec::new();
+        let (features, logits) = self.net.forward_tapped(xs, None, false, &mut |t| {
+            stages.push(if t.dim() > 2 { t.flatten(2, -1).mean_dim(2, false, t.kind()) } else { t.shallow_clone() })
+        });
+        stages.push(features);
+        (stages, logits)
     }
 
     /// The logits the last linear layer gives on penultimate features `[B, D]` (`Classifier::head`).

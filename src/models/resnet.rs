@@ -82,11 +82,22 @@ impl Resnet20 {
 }
 
 impl Classifier for Resnet20 {
-    fn forward_all(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> (Tensor, Tensor) {
+    fn forward_tapped(
+        &self,
+        xs: &Tensor,
+        gates: Option<&Tensor>,
+        train: bool,
+        tap: &mut dyn FnMut(&Tensor),
+    ) -> (Tensor, Tensor) {
         let s = self.layout.spans();
         let mut h = apply_gate(xs.apply(&self.conv1).apply_t(&self.bn1, train).relu(), gates, s[0]);
+        tap(&h);
         for (i, b) in self.blocks.iter().enumerate() {
             h = b.forward(&h, gates, (&s[1 + 2 * i], &s[2 + 2 * i]), train);
+            // the last block's output, pooled, is the penultimate features
+            if i + 1 < self.blocks.len() {
+                tap(&h);
+            }
         }
         let feats = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         let logits = feats.apply(&self.fc);

@@ -43,11 +43,18 @@ impl VggSmall {
 }
 
 impl Classifier for VggSmall {
-    fn forward_all(&self, xs: &Tensor, gates: Option<&Tensor>, train: bool) -> (Tensor, Tensor) {
+    fn forward_tapped(
+        &self,
+        xs: &Tensor,
+        gates: Option<&Tensor>,
+        train: bool,
+        tap: &mut dyn FnMut(&Tensor),
+    ) -> (Tensor, Tensor) {
         let s = self.layout.spans();
         let mut h = xs.shallow_clone();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
             h = apply_gate(h.apply(conv).apply_t(bn, train).relu(), gates, s[i]);
+            tap(&h);
             if i % 2 == 1 {
                 h = h.max_pool2d_default(2);
             }

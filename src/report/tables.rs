@@ -57,6 +57,8 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
         Column::new("detector".into(), text(&|_, r| r.detector.clone())),
         Column::new("mode".into(), text(&|_, r| r.mode.clone())),
         Column::new("protocol".into(), text(&|_, r| r.protocol.clone())),
+        // a supervised detector's training attack (empty for the oblivious detectors)
+        Column::new("trained_on".into(), text(&|_, r| r.trained_on.clone().unwrap_or_default())),
         Column::new("clean_accuracy".into(), rows.iter().map(|(j, _)| j.clean_accuracy).collect::<Vec<f64>>()),
         Column::new(
             "attack_success_rate".into(),
@@ -133,6 +135,8 @@ pub struct Cell {
     pub best: bool,
     /// A route other than the full model against the full model, by its Holm-adjusted DeLong test.
     pub versus_full: Verdict,
+    /// A supervised detector's cell in the row of the attack it was trained on.
+    pub seen: bool,
 }
 
 /// What the paired test says about a route against the full model (`None` on full-model cells and untested ones).
@@ -169,7 +173,7 @@ impl Verdict {
 }
 
 /// The detector families in the order the paper table groups its columns (`DetectorKind::family`).
-pub const FAMILIES: [&str; 5] = ["confidence", "two-network", "feature", "squeezing", "path"];
+pub const FAMILIES: [&str; 6] = ["confidence", "two-network", "feature", "squeezing", "path", "supervised"];
 
 /// The paper's table: rows are attacks, columns detector x mode, AUROC with CI, the best of each row marked.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,6 +221,11 @@ impl PaperTable {
             f64_col(df, "auroc_hi")?,
         );
         let (delta, p_holm) = (f64_col(df, "delta_auroc")?, f64_col(df, "delta_auroc_p_holm")?);
+        // results written before supervised detectors have no trained_on column: nothing was seen
+        let trained: Vec<String> = match df.column("trained_on") {
+            Ok(_) => str_col(df, "trained_on")?.iter().map(|s| s.to_string()).collect(),
+            Err(_) => vec![String::new(); df.height()],
+        };
         let mut columns: Vec<(String, String)> = Vec::new();
         let mut rows: Vec<(String, f64, Vec<Cell>)> = Vec::new();
         let mut cells: Vec<(usize, usize, Cell)> = Vec::new();
@@ -233,7 +242,8 @@ impl PaperTable {
                 rows.len() - 1
             });
             let versus_full = Verdict::of(delta[i], p_holm[i]);
-            cells.push((r, c, Cell { auroc: au[i], lo: lo[i], hi: hi[i], best: false, versus_full }));
+            let seen = !trained[i].is_empty() && trained[i] == rows[r].0;
+            cells.push((r, c, Cell { auroc: au[i], lo: lo[i], hi: hi[i], best: false, versus_full, seen }));
         }
         // columns grouped by detector family (`FAMILIES`), in order of appearance
         // within a family
@@ -248,7 +258,7 @@ impl PaperTable {
             at[old] = new;
         }
         let columns: Vec<(String, String)> = order.iter().map(|&c| columns[c].clone()).collect();
-        let empty = Cell { auroc: None, lo: None, hi: None, best: false, versus_full: Verdict::None };
+        let empty = Cell { auroc: None, lo: None, hi: None, best: false, versus_full: Verdict::None, seen: false };
         for row in rows.iter_mut() {
             row.2 = vec![empty.clone(); columns.len()];
         }
@@ -269,7 +279,7 @@ impl PaperTable {
             None => "n/a".into(),
             Some(a) => {
                 let point = if c.best { format!("{}{a:.3}{}", bold.0, bold.1) } else { format!("{a:.3}") };
-                let mark = c.versus_full.mark(arrows.0, arrows.1);
+                let mark = c.versus_full.mark(arrows.0, arrows.1) + if c.seen { " (seen)" } else { "" };
                 match (c.lo, c.hi) {
                     (Some(l), Some(h)) => format!("{point} [{l:.3}, {h:.3}]{mark}"),
                     _ => format!("{point}{mark}"),
@@ -295,6 +305,18 @@ impl PaperTable {
             baselines += " kdbu: Feinman et al.'s kernel density and Bayesian uncertainty, unsupervised (their \
                           logistic regression on adversarial examples left out).";
         }
+        let supervised = self
+            .columns
+            .iter()
+            .any(|(d, _)| d.parse::<crate::detectors::DetectorKind>().is_ok_and(|k| k.family() == "supervised"));
+        let fitted = match supervised {
+            false => "The detectors are oblivious to the attacks: none was fitted on adversarial examples.",
+            true => {
+                "The supervised detectors were fitted on one training attack's adversarial versions of held-out \
+                 training images: (seen) marks that attack's row, every other row is an attack they have not seen; \
+                 the other detectors are oblivious to the attacks."
+            }
+        };
         let prot = match self.protocol.as_str() {
             "successful" => "positives are the successful adversarial versions of the correctly classified clean test images",
             _ => "positives are the adversarial versions (successful or not) of the correctly classified clean test images",
@@ -306,8 +328,7 @@ impl PaperTable {
              Holm's adjustment over the whole table at {VERDICT_LEVEL}; no arrow, no such evidence (delta_auroc, \
              delta_against and the paired interval are in results.csv). Negatives are the correctly classified clean test images; \
              {prot}. ASR: attack success rate. Columns are grouped by detector family (confidence, two-network, \
-             feature, squeezing, path; see the README's \"Detectors\"). The detectors are oblivious to the attacks: \
-             none was fitted on adversarial examples.{baselines}"
+             feature, squeezing, path, supervised; see the README's \"Detectors\"). {fitted}{baselines}"
         )
     }
 

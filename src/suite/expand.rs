@@ -86,6 +86,15 @@ fn adaptive_targets(
     let mut pairs = Vec::new();
     for &d in &dets {
         let det = detectors::build(d, targets.config).map_err(|e| err("detector", &e.to_string()))?;
+        if !det.differentiable() {
+            if detectors.len() == 1 && detectors[0] != "all" {
+                return Err(err(
+                    "detector",
+                    &format!("{d} has no input gradient: the adaptive attack cannot target it"),
+                ));
+            }
+            continue;
+        }
         for &m in &modes {
             if det.routes_of(&[m]).is_empty() {
                 if detectors.len() == 1 && detectors[0] != "all" && !all_modes {
@@ -177,10 +186,17 @@ fn params_string(t: &toml::Table) -> String {
         .join(" ")
 }
 
-pub(crate) fn detector_section(
-    loc: &Locator,
-    mut t: toml::Table,
-) -> Result<(Vec<DetectorKind>, Vec<RouteKind>, DetectorConfig)> {
+/// The `[detectors]` table, read.
+pub(crate) struct DetectorSection {
+    /// The detectors kept: those that run on a mode asked for.
+    pub detectors: Vec<DetectorKind>,
+    pub modes: Vec<RouteKind>,
+    pub config: DetectorConfig,
+    /// The supervised detectors' training attack as written, a job label such as `"fgsm eps=0.1"`.
+    pub train_attack: Option<String>,
+}
+
+pub(crate) fn detector_section(loc: &Locator, mut t: toml::Table) -> Result<DetectorSection> {
     let all_requested = t.get("names").and_then(|v| v.as_str()) == Some("all");
     let names: Vec<String> = match t.remove("names") {
         None => {
@@ -227,6 +243,14 @@ pub(crate) fn detector_section(
             "set the number of fitting images as data.fit_size",
         ));
     }
+    let train_attack = match t.remove("train_attack") {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s),
+        Some(v) => {
+            let msg = format!("{v}: expected an attack of the suite as its results name it, e.g. \"fgsm eps=0.1\"");
+            return Err(loc.error_section("detectors", 0, Some("train_attack"), &msg));
+        }
+    };
     let cfg: DetectorConfig = loc.typed(t, "detectors", 0)?;
     let mut kept = Vec::new();
     for name in &names {
@@ -243,5 +267,51 @@ pub(crate) fn detector_section(
             return Err(loc.error_section("detectors", 0, Some("modes"), &msg));
         }
     }
-    Ok((kept, modes, cfg))
+    Ok(DetectorSection { detectors: kept, modes, config: cfg, train_attack })
+}
+
+/// The default training attack of the supervised detectors (the path-detector and detector issues' protocol).
+pub const DEFAULT_TRAIN_ATTACK: &str = "fgsm eps=0.1";
+
+/// The supervised detectors' training attack: the job `written` names (`DEFAULT_TRAIN_ATTACK` when absent), which
+/// must be one of the suite's attacks and one that needs neither the subnetworks nor a detector. Without supervised
+/// detectors it is `None`; with `names = "all"` and no such job the supervised detectors are dropped instead.
+pub(crate) fn train_attack(
+    loc: &Locator,
+    written: Option<String>,
+    jobs: &[Job],
+    detectors: &mut Vec<DetectorKind>,
+    all_requested: bool,
+) -> Result<Option<Job>> {
+    let err = |msg: &str| loc.error_section("detectors", 0, Some("train_attack"), msg);
+    let supervised: Vec<DetectorKind> = detectors.iter().copied().filter(|d| d.family() == "supervised").collect();
+    if supervised.is_empty() {
+        return match written {
+            Some(w) => Err(err(&format!("{w}: the suite scores no supervised detector to train on it"))),
+            None => Ok(None),
+        };
+    }
+    let label = |j: &Job| if j.params.is_empty() { j.name.clone() } else { format!("{} {}", j.name, j.params) };
+    let wanted = written.clone().unwrap_or_else(|| DEFAULT_TRAIN_ATTACK.to_string());
+    match jobs.iter().find(|j| label(j) == wanted) {
+        Some(j) if matches!(j.attack, AttackSpec::Adaptive(_) | AttackSpec::SubnetCe(_)) => {
+            Err(err(&format!("{wanted} attacks a detector or the subnetworks: train on a plain attack")))
+        }
+        Some(j) => Ok(Some(j.clone())),
+        None if written.is_none() && all_requested => {
+            detectors.retain(|d| d.family() != "supervised");
+            Ok(None)
+        }
+        None => {
+            let names: Vec<String> = jobs.iter().map(label).collect();
+            let what = match written {
+                Some(_) => format!("{wanted} is not among the suite's attacks"),
+                None => format!(
+                    "the supervised detector {} needs a training attack and the suite has no {wanted}",
+                    supervised[0]
+                ),
+            };
+            Err(err(&format!("{what}; name one of: {}", names.join(", "))))
+        }
+    }
 }

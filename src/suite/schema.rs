@@ -12,7 +12,7 @@ use crate::models::training::Robust;
 use crate::models::Arch;
 use crate::routes::RouteKind;
 use crate::subnet::ExtractConfig;
-use crate::suite::expand::{detector_section, expand_attacks, Targets};
+use crate::suite::expand::{detector_section, expand_attacks, train_attack, Targets};
 use crate::suite::locate::{line_of, Locator};
 use crate::train::{TrainConfig, Training};
 use serde::Deserialize;
@@ -173,6 +173,9 @@ pub struct Suite {
     /// `[subspace] k`: the size of each class's filter subset of the `subspace` route.
     pub subspace_k: usize,
     pub detector_config: DetectorConfig,
+    /// The attack the supervised detectors are trained on (`[detectors] train_attack`), one of `jobs`; `None` when the
+    /// suite scores no supervised detector.
+    pub train_attack: Option<Job>,
     /// Bootstrap resamples for the confidence intervals (0: none).
     pub bootstrap: usize,
     /// Successful and/or all (see `eval::protocol_sets`).
@@ -269,12 +272,15 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
     };
     subnet.validate().map_err(|e| loc.error_section("subnet", 0, None, &e.to_string()))?;
 
-    let (detectors, modes, mut detector_config) = detector_section(&loc, raw.detectors)?;
+    let all_requested = raw.detectors.get("names").and_then(|v| v.as_str()) == Some("all");
+    let section = detector_section(&loc, raw.detectors)?;
+    let (mut detectors, modes, mut detector_config) = (section.detectors, section.modes, section.config);
     let targets = Targets { detectors: &detectors, modes: &modes, config: &detector_config };
     let jobs = expand_attacks(&loc, raw.attack, seed, &targets)?;
     if jobs.is_empty() {
         return Err(loc.error_line(None, "attack", "the suite has no [[attack]] entry"));
     }
+    let train_attack = train_attack(&loc, section.train_attack, &jobs, &mut detectors, all_requested)?;
     if modes.contains(&RouteKind::SecondModel) && model.second().is_none() {
         return Err(loc.error_section(
             "detectors",
@@ -331,6 +337,7 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
         modes,
         subspace_k,
         detector_config,
+        train_attack,
         bootstrap: raw.metrics.bootstrap.unwrap_or(1000),
         protocols,
     })

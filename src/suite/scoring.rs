@@ -3,14 +3,16 @@
 //! held-out clean training images only, and each job's metrics with bootstrap intervals become its record.
 use crate::attacks::AttackSpec;
 use crate::detectors::{self, Detector, DetectorKind};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::{self, ClassStats, MetricSpec, ScoreTable, Scoring};
 use crate::io::{read_json, write_json};
 use crate::records::{JobRecord, TargetRecord};
 use crate::routes::RouteKind;
 use crate::suite::cache::KeyBuilder;
 use crate::suite::schema::Job;
-use crate::suite::stages::{load_tensors, save_tensors, AttackStage, Ctx, DataStage, ModelStage, SubnetStage};
+use crate::suite::stages::{
+    load_tensors, save_tensors, train_attack_stage, AttackStage, Ctx, DataStage, ModelStage, SubnetStage,
+};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -23,15 +25,32 @@ pub struct DetectorSlot {
     pub routes: Vec<RouteKind>,
     /// Key of everything that determines its scores on given images.
     pub key: String,
+    /// The training attack's label for a supervised detector (the results' `trained_on`).
+    pub trained_on: Option<String>,
     fitted: bool,
 }
 
 impl DetectorSlot {
-    /// Fits the detector on the clean held-out images unless done (scoring fits lazily; an attack needs it fitted).
+    /// Fits the detector on the clean held-out images unless done (scoring fits lazily; an attack needs it fitted); a
+    /// supervised one on the first half of them, then on the second half and its versions under the training attack.
     pub fn ensure_fitted(&mut self, ctx: &mut Ctx, model: &ModelStage, data: &DataStage) -> Result<()> {
         if !self.fitted && self.detector.needs_fit() {
             let fit_start = Instant::now();
-            self.detector.fit(&model.model, &data.fit)?;
+            match (self.detector.supervised(), ctx.suite.train_attack.clone()) {
+                (false, _) => self.detector.fit(&model.model, &data.fit)?,
+                (true, Some(job)) => {
+                    let (density, _) = eval::supervised_split(&data.fit);
+                    self.detector.fit(&model.model, &density)?;
+                    let (clean, adversarial) = train_attack_stage(ctx, &job, data, model)?;
+                    self.detector.fit_supervised(&model.model, &clean, &adversarial)?;
+                }
+                (true, None) => {
+                    return Err(Error::Missing(format!(
+                        "detector {} is supervised and the suite names no training attack ([detectors] train_attack)",
+                        self.kind
+                    )))
+                }
+            }
             ctx.record("fit", true, fit_start);
         }
         self.fitted = true;
@@ -58,8 +77,15 @@ pub fn detector_slots(ctx: &Ctx, data: &DataStage, model: &ModelStage, sub: &Sub
             if routes.contains(&RouteKind::Subspace) {
                 key = key.part("subspace_k", s.subspace_k);
             }
+            let trained_on = match (detector.supervised(), &s.train_attack) {
+                (true, Some(job)) => {
+                    key = key.json("train_attack", &job.attack);
+                    Some(job_label(job))
+                }
+                _ => None,
+            };
             let key = key.finish();
-            Ok(DetectorSlot { kind, detector, routes, key, fitted: false })
+            Ok(DetectorSlot { kind, detector, routes, key, trained_on, fitted: false })
         })
         .collect()
 }
@@ -358,6 +384,11 @@ pub fn job_record(
         &spec,
         Some(eval::Thresholds { heldout: &inp.heldout.thresholds, evasion: &evasion }),
     )?;
+    let mut rows = rows;
+    for row in rows.iter_mut() {
+        row.trained_on =
+            slots.iter().find(|slot| slot.kind.as_str() == row.detector).and_then(|s| s.trained_on.clone());
+    }
     let rec = JobRecord {
         index: inp.job.index,
         attack: inp.job.name.clone(),
@@ -372,6 +403,14 @@ pub fn job_record(
     let rec = read_json(&stage.file("record.json"))?;
     ctx.record("metrics", true, start);
     Ok(rec)
+}
+
+/// A job as the results name it: the attack, then its parameters.
+pub fn job_label(job: &Job) -> String {
+    match job.params.is_empty() {
+        true => job.name.clone(),
+        false => format!("{} {}", job.name, job.params),
+    }
 }
 
 /// What an adaptive job attacked (`None` for any other job).

@@ -469,3 +469,29 @@ pub fn attack_stage(
     ctx.record("attacks", computed, start);
     Ok(AttackStage { key, adversarial: t[0].shallow_clone(), curve })
 }
+
+/// The supervised detectors' training images: the regression half of the fit images (`eval::supervised_split`), clean,
+/// and their versions under the suite's training attack `job` (cached). Training images only, never test images.
+pub fn train_attack_stage(ctx: &mut Ctx, job: &Job, data: &DataStage, model: &ModelStage) -> Result<(Dataset, Tensor)> {
+    let start = Instant::now();
+    let (_, clean) = crate::eval::supervised_split(&data.fit);
+    let key = KeyBuilder::new("train-attack")
+        .part("model", &model.hash)
+        .part("data", &data.key)
+        .json("spec", &job.attack)
+        .part("device", ctx.device_kind())
+        .finish();
+    let stage: StageDir = ctx.cache.stage("train-attack", &key);
+    let computed = !stage.is_done();
+    if computed {
+        stage.create()?;
+        let attack = crate::attacks::build(&job.attack, None)?;
+        let batch = ctx.suite.batch_size as i64;
+        let adv = crate::attacks::run_batched(attack.as_ref(), &model.model, &clean.images, &clean.labels, batch)?;
+        save_tensors(&stage.file("adv.safetensors"), &[("adversarial", &adv)])?;
+        stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
+    }
+    let t = load_tensors(&stage.file("adv.safetensors"), &["adversarial"])?;
+    ctx.record("attacks", computed, start);
+    Ok((clean, t[0].shallow_clone()))
+}

@@ -1,0 +1,468 @@
+//! Supervised detectors, fitted on clean held-out training images and their adversarial versions under one training
+//! attack (`eval::supervised_split`; never on test images): the published forms of three feature detectors, Mahalanobis
+//! over every layer (Lee, Lee, Lee, Shin, NeurIPS 2018), LID over every layer (Ma et al., ICLR 2018) and KD+BU (Feinman,
+//! Curtin, Shintre, Gardner 2017), each a logistic regression (smartcore's) on per-image features of the full model,
+//! whose score is the decision value `w . x + b`, computed in libtorch so that it stays differentiable for the adaptive
+//! attack; and the CDRP paper's detector (Wang, Su, Zhang, Hu, CVPR 2018), a random forest on the image's critical
+//! data routing path, scored by the share of its trees that vote adversarial.
+use super::kdbu::KdBu;
+use super::lid::lid_estimate;
+use super::mahalanobis::{Gaussians, MahalanobisConfig};
+use super::{not_fitted, Detector, DetectorKind, View};
+use crate::data::{Dataset, Split};
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::routes::{Pass, RouteKind};
+use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, RandomForestClassifierParameters};
+use smartcore::linalg::basic::arrays::Array;
+use smartcore::linalg::basic::matrix::DenseMatrix;
+use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
+use tch::{Device, Kind, Tensor};
+
+/// A fitted binary logistic regression, `decision(x) = x . weight + bias`, in the features' own units (the fit
+/// standardises each column, as the papers' scikit-learn pipelines do, and folds the scaling back in).
+#[derive(Debug)]
+pub struct Logistic {
+    pub weight: Tensor,
+    pub bias: f64,
+}
+
+impl Logistic {
+    /// Fits `x` `[N, D]` against `y` (true = adversarial) with smartcore's L-BFGS, L2 penalty `alpha` on standardised
+    /// columns. Errors when a class is missing or a feature is not finite.
+    pub fn fit(x: &Tensor, y: &[bool], alpha: f64) -> Result<Logistic> {
+        let (n, d) = match x.size()[..] {
+            [n, d] if n as usize == y.len() && d > 0 => (n as usize, d as usize),
+            ref s => return Err(Error::Model(format!("logistic regression: features {s:?} for {} labels", y.len()))),
+        };
+        let pos = y.iter().filter(|&&l| l).count();
+        if pos == 0 || pos == n {
+            return Err(Error::Missing(format!(
+                "logistic regression: {pos} adversarial and {} clean training rows; it needs both",
+                n - pos
+            )));
+        }
+        let x = x.to_device(Device::Cpu).to_kind(Kind::Double).detach();
+        let mean = x.mean_dim([0].as_slice(), false, Kind::Double);
+        let scale = x.std_correction([0].as_slice(), 0, false).clamp_min(1e-12);
+        let m = matrix("logistic regression", &((&x - &mean) / &scale))?;
+        let labels: Vec<i32> = y.iter().map(|&l| l as i32).collect();
+        let params = LogisticRegressionParameters::default().with_alpha(alpha);
+        let lr = LogisticRegression::fit(&m, &labels, params)
+            .map_err(|e| Error::Model(format!("logistic regression: {e}")))?;
+        let coef: Vec<f64> = (0..d).map(|j| *lr.coefficients().get((0, j))).collect();
+        let intercept = *lr.intercept().get((0, 0));
+        let w = Tensor::from_slice(&coef) / &scale;
+        let bias = intercept - f64::try_from((&w * &mean).sum(Kind::Double))?;
+        Ok(Logistic { weight: w, bias })
+    }
+
+    /// `x . weight + bias` per row of `x` `[B, D]` (differentiable in `x`).
+    pub fn decision(&self, x: &Tensor) -> Tensor {
+        x.to_kind(Kind::Double).matmul(&self.weight.to_device(x.device())) + self.bias
+    }
+}
+
+/// `x` `[N, D]` as smartcore's matrix; a feature that is not finite is an error naming its row and column.
+fn matrix(what: &str, x: &Tensor) -> Result<DenseMatrix<f64>> {
+    let d = x.size()[1] as usize;
+    let flat = Vec::<f64>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1))?;
+    if let Some(i) = flat.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Model(format!("{what}: feature {} of row {} is not finite", i % d, i / d)));
+    }
+    let rows: Vec<Vec<f64>> = flat.chunks(d).map(|r| r.to_vec()).collect();
+    DenseMatrix::from_2d_vec(&rows).map_err(|e| Error::Model(format!("{what}: {e}")))
+}
+
+/// A random forest of `trees` trees (smartcore's: each a bootstrap sample of the rows, sqrt(D) candidate features per
+/// split, grown fully), each fitted as a one-tree forest of its own seed so that the score can be the share of trees
+/// that vote adversarial (smartcore's forest returns only the majority class).
+#[derive(Debug)]
+pub struct Forest {
+    trees: Vec<RandomForestClassifier<f64, i32, DenseMatrix<f64>, Vec<i32>>>,
+}
+
+impl Forest {
+    /// Fits on `x` `[N, D]` against `y` (true = adversarial), tree i with seed `seed + i`. Errors when a class is
+    /// missing or a feature is not finite.
+    pub fn fit(x: &Tensor, y: &[bool], trees: usize, seed: u64) -> Result<Forest> {
+        let n = x.size()[0] as usize;
+        let pos = y.iter().filter(|&&l| l).count();
+        if n != y.len() || pos == 0 || pos == n {
+            return Err(Error::Missing(format!(
+                "random forest: {pos} adversarial and {} clean training rows; it needs both",
+                y.len() - pos
+            )));
+        }
+        let m = matrix("random forest", x)?;
+        let labels: Vec<i32> = y.iter().map(|&l| l as i32).collect();
+        let trees = (0..trees as u64)
+            .map(|i| {
+                let p = RandomForestClassifierParameters::default().with_n_trees(1).with_seed(seed.wrapping_add(i));
+                RandomForestClassifier::fit(&m, &labels, p).map_err(|e| Error::Model(format!("random forest: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Forest { trees })
+    }
+
+    /// The share of trees that vote adversarial, per row of `x` `[B, D]` (f64, CPU).
+    pub fn votes(&self, x: &Tensor) -> Result<Tensor> {
+        let m = matrix("random forest", x)?;
+        let mut share = vec![0.0; x.size()[0] as usize];
+        for t in &self.trees {
+            let p = t.predict(&m).map_err(|e| Error::Model(format!("random forest: {e}")))?;
+            for (s, v) in share.iter_mut().zip(p) {
+                *s += v as f64;
+            }
+        }
+        Ok(Tensor::from_slice(&share) / self.trees.len().max(1) as f64)
+    }
+}
+
+/// What a supervised detector learns on its features.
+#[derive(Debug, Clone, Copy)]
+pub enum Learner {
+    /// Logistic regression with L2 penalty `ALPHA`: the score is its decision value (differentiable).
+    Logistic,
+    /// A random forest of this many trees: the score is the share voting adversarial (not differentiable).
+    Forest { trees: usize, seed: u64 },
+}
+
+#[derive(Debug)]
+enum Fitted {
+    Logistic(Logistic),
+    Forest(Forest),
+}
+
+impl Fitted {
+    fn fit(learner: Learner, x: &Tensor, y: &[bool]) -> Result<Fitted> {
+        Ok(match learner {
+            Learner::Logistic => Fitted::Logistic(Logistic::fit(x, y, ALPHA)?),
+            Learner::Forest { trees, seed } => Fitted::Forest(Forest::fit(x, y, trees, seed)?),
+        })
+    }
+    fn score(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Fitted::Logistic(lr) => Ok(lr.decision(x)),
+            Fitted::Forest(f) => f.votes(x),
+        }
+    }
+}
+
+/// What a supervised detector regresses on: per-image features of the full model, the unsupervised part fitted on
+/// clean images, possibly in several candidate settings among which the training attack chooses.
+pub trait Features: Send + std::fmt::Debug {
+    /// Fit the unsupervised part (class means, references) on clean held-out training images.
+    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()>;
+    /// How many settings the training attack chooses among (Lee et al.'s preprocessing magnitudes).
+    fn candidates(&self) -> usize {
+        1
+    }
+    /// The route whose pass `features` reads (the full model's unless a source says otherwise).
+    fn route(&self) -> RouteKind {
+        RouteKind::Full
+    }
+    /// `[B, D]` f64 features of the batch in setting `candidate`.
+    fn features(&self, v: &View, candidate: usize) -> Result<Tensor>;
+}
+
+/// A supervised detector: `features` under the setting with the best training AUROC, then its learner.
+#[derive(Debug)]
+pub struct Supervised {
+    kind: DetectorKind,
+    source: Box<dyn Features>,
+    learner: Learner,
+    /// The setting chosen and the learner fitted on it.
+    fitted: Option<(usize, Fitted)>,
+}
+
+/// The L2 penalty of the regressions (smartcore's `alpha`; scikit-learn's default C = 1 is alpha = 1 on the summed
+/// loss).
+pub const ALPHA: f64 = 1.0;
+
+/// The trees of `path-rf`'s forest (the CDRP paper's 50).
+pub const FOREST_TREES: usize = 50;
+
+impl Supervised {
+    pub fn new(kind: DetectorKind, source: Box<dyn Features>, learner: Learner) -> Self {
+        Supervised { kind, source, learner, fitted: None }
+    }
+
+    /// The setting the training attack chose (Lee et al.'s magnitude index for `mahalanobis-sup`).
+    pub fn chosen(&self) -> Option<usize> {
+        self.fitted.as_ref().map(|(c, _)| *c)
+    }
+
+    /// Features of every image of `images` in setting `candidate`, with the full model's predictions, in batches.
+    fn all_features(&self, model: &Model, images: &Tensor, candidate: usize) -> Result<(Tensor, Vec<i64>)> {
+        let n = images.size()[0];
+        let route = crate::routes::build(self.source.route(), model, Default::default())?;
+        let mut parts = Vec::new();
+        let mut pred = Vec::new();
+        for start in (0..n).step_by(500) {
+            let xs = images.narrow(0, start, 500.min(n - start)).to_device(model.device());
+            let full = tch::no_grad(|| Pass::run(model, &xs, None));
+            let own = match self.source.route().is_full() {
+                true => None,
+                false => tch::no_grad(|| route.pass(model, &xs, &full))?,
+            };
+            let v = View { model, xs: &xs, full: &full, route: own.as_ref().unwrap_or(&full) };
+            parts.push(self.source.features(&v, candidate)?.detach().to_device(Device::Cpu));
+            pred.extend(Vec::<i64>::try_from(full.logits.argmax(-1, false).to_device(Device::Cpu))?);
+        }
+        Ok((Tensor::cat(&parts, 0), pred))
+    }
+}
+
+impl Detector for Supervised {
+    fn kind(&self) -> DetectorKind {
+        self.kind
+    }
+    fn runs_on(&self, route: RouteKind) -> bool {
+        route == self.source.route()
+    }
+    fn needs_fit(&self) -> bool {
+        true
+    }
+    fn supervised(&self) -> bool {
+        true
+    }
+    fn differentiable(&self) -> bool {
+        matches!(self.learner, Learner::Logistic)
+    }
+    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+        if clean.split != Split::Train {
+            return Err(Error::config("fit data", clean.split, "supervised detectors fit on training images only"));
+        }
+        self.source.fit(model, clean)
+    }
+
+    /// The rows: the clean images the model gets right (negatives) and the adversarial versions that it gets wrong
+    /// (positives), as the test protocol counts them.
+    fn fit_supervised(&mut self, model: &Model, clean: &Dataset, adversarial: &Tensor) -> Result<()> {
+        let name = self.name();
+        if clean.split != Split::Train {
+            return Err(Error::config("fit data", clean.split, format!("{name} fits on training images only")));
+        }
+        if adversarial.size() != clean.images.size() {
+            return Err(Error::Model(format!(
+                "detector {name}: {:?} adversarial images for {:?} clean ones",
+                adversarial.size(),
+                clean.images.size()
+            )));
+        }
+        let labels = clean.label_vec();
+        let candidates = self.source.candidates();
+        let mut best: Option<(f64, usize, Fitted)> = None;
+        for c in 0..candidates {
+            let (fc, pc) = self.all_features(model, &clean.images, c)?;
+            let (fa, pa) = self.all_features(model, adversarial, c)?;
+            let correct: Vec<i64> = (0..labels.len()).filter(|&i| pc[i] == labels[i]).map(|i| i as i64).collect();
+            let fooled: Vec<i64> = correct.iter().copied().filter(|&i| pa[i as usize] != labels[i as usize]).collect();
+            if fooled.is_empty() {
+                return Err(Error::Missing(format!(
+                    "detector {name}: the training attack fooled none of the {} clean training images the model gets \
+                     right; a supervised detector needs successful adversarial examples to fit on",
+                    correct.len()
+                )));
+            }
+            let x = Tensor::cat(
+                &[fc.index_select(0, &Tensor::from_slice(&correct)), fa.index_select(0, &Tensor::from_slice(&fooled))],
+                0,
+            );
+            let y: Vec<bool> =
+                std::iter::repeat_n(false, correct.len()).chain(std::iter::repeat_n(true, fooled.len())).collect();
+            let fitted =
+                Fitted::fit(self.learner, &x, &y).map_err(|e| Error::Model(format!("detector {name}: {e}")))?;
+            let auroc = match candidates {
+                1 => 1.0,
+                _ => crate::metrics::auroc(&y, &Vec::<f64>::try_from(fitted.score(&x)?)?)?,
+            };
+            if best.as_ref().is_none_or(|(a, _, _)| auroc > *a) {
+                best = Some((auroc, c, fitted));
+            }
+        }
+        self.fitted = best.map(|(_, c, lr)| (c, lr));
+        Ok(())
+    }
+
+    fn score(&self, v: &View) -> Result<Tensor> {
+        let (c, fitted) = self.fitted.as_ref().ok_or_else(|| {
+            Error::Missing(format!(
+                "detector {} is not fitted on adversarial examples: call fit_supervised with a training attack's \
+                 images first",
+                self.name()
+            ))
+        })?;
+        fitted.score(&self.source.features(v, *c)?)
+    }
+}
+
+/// Lee et al.'s input preprocessing magnitudes (their released code's list), chosen among on the training attack.
+pub const MAGNITUDES: [f64; 7] = [0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01];
+
+/// Lee et al.: per stage (`Model::stage_features`: each conv layer's or block's output averaged over positions, then
+/// the penultimate features), class means with one tied covariance fitted on clean images; the feature of stage l is
+/// the squared distance to its closest class mean after the input is moved by `magnitude` against the gradient sign
+/// of that distance (one preprocessing per stage, as their code does).
+#[derive(Debug)]
+pub struct MahalanobisLayers {
+    cfg: MahalanobisConfig,
+    stages: Vec<Gaussians>,
+}
+
+impl MahalanobisLayers {
+    pub fn new(cfg: MahalanobisConfig) -> Self {
+        MahalanobisLayers { cfg, stages: Vec::new() }
+    }
+}
+
+impl Features for MahalanobisLayers {
+    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+        let stages = stage_rows(model, &clean.images, false)?;
+        let labels = clean.labels.to_device(model.device());
+        self.stages =
+            stages.iter().map(|f| Gaussians::fit(f, &labels, model.num_classes(), &self.cfg)).collect::<Result<_>>()?;
+        Ok(())
+    }
+    fn candidates(&self) -> usize {
+        MAGNITUDES.len()
+    }
+    fn features(&self, v: &View, candidate: usize) -> Result<Tensor> {
+        if self.stages.is_empty() {
+            return Err(not_fitted("mahalanobis-sup"));
+        }
+        let magnitude = MAGNITUDES[candidate];
+        let mut cols = Vec::new();
+        if magnitude == 0.0 {
+            let (stages, _) = v.model.stage_features(v.xs);
+            for (g, f) in self.stages.iter().zip(&stages) {
+                cols.push(g.min_distance(f));
+            }
+        } else {
+            // the step is a constant for an attack that differentiates through the score (BPDA)
+            let x = v.xs.detach().set_requires_grad(true);
+            let grads: Vec<Tensor> = tch::with_grad(|| {
+                let (stages, _) = v.model.stage_features(&x);
+                let last = self.stages.len() - 1;
+                self.stages
+                    .iter()
+                    .zip(&stages)
+                    .enumerate()
+                    .map(|(l, (g, f))| v.model.input_grad(&g.min_distance(f).sum(Kind::Double), &x, l < last))
+                    .collect::<Result<_>>()
+            })?;
+            for (l, (g, grad)) in self.stages.iter().zip(&grads).enumerate() {
+                let moved = v.xs - (grad.sign() * magnitude).detach();
+                let (stages, _) = v.model.stage_features(&moved);
+                cols.push(g.min_distance(&stages[l]));
+            }
+        }
+        Ok(Tensor::stack(&cols, 1))
+    }
+}
+
+/// Every stage's features (and with `logits`, the logits last) of `images` in eval mode without gradient, f64.
+fn stage_rows(model: &Model, images: &Tensor, logits: bool) -> Result<Vec<Tensor>> {
+    let _guard = tch::no_grad_guard();
+    let n = images.size()[0];
+    let mut per_stage: Vec<Vec<Tensor>> = Vec::new();
+    for start in (0..n).step_by(500) {
+        let xs = images.narrow(0, start, 500.min(n - start)).to_device(model.device());
+        let (mut stages, l) = model.stage_features(&xs);
+        if logits {
+            stages.push(l);
+        }
+        per_stage.resize_with(stages.len(), Vec::new);
+        for (acc, s) in per_stage.iter_mut().zip(stages) {
+            acc.push(s.to_kind(Kind::Double));
+        }
+    }
+    if per_stage.is_empty() {
+        return Err(Error::Missing("no clean training images to fit on".into()));
+    }
+    Ok(per_stage.iter().map(|p| Tensor::cat(p, 0)).collect())
+}
+
+/// Ma et al.: the maximum-likelihood LID of every stage's features and of the logits, each against reference
+/// minibatches of clean images (the fit images, in whole minibatches; the unsupervised `lid`'s estimator). Their
+/// code takes each layer's flattened activations and the neighbours within the image's own minibatch; here the
+/// stages are averaged over positions (`Model::stage_features`) and the references are fixed clean images, so an
+/// image's score does not depend on the batch it is scored in.
+#[derive(Debug)]
+pub struct LidLayers {
+    k: i64,
+    minibatch: i64,
+    refs: Vec<Tensor>,
+}
+
+impl LidLayers {
+    pub fn new(cfg: &super::lid::LidConfig) -> Self {
+        LidLayers { k: cfg.k as i64, minibatch: cfg.minibatch as i64, refs: Vec::new() }
+    }
+}
+
+impl Features for LidLayers {
+    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+        let n = clean.len() as i64 / self.minibatch * self.minibatch;
+        if n == 0 {
+            return Err(Error::Missing(format!(
+                "detector lid-sup: {} fit images give no reference minibatch of {}",
+                clean.len(),
+                self.minibatch
+            )));
+        }
+        self.refs = stage_rows(model, &clean.images.narrow(0, 0, n), true)?;
+        Ok(())
+    }
+    fn features(&self, v: &View, _candidate: usize) -> Result<Tensor> {
+        if self.refs.is_empty() {
+            return Err(not_fitted("lid-sup"));
+        }
+        let (mut stages, logits) = v.model.stage_features(v.xs);
+        stages.push(logits);
+        let cols: Vec<Tensor> = self
+            .refs
+            .iter()
+            .zip(&stages)
+            .map(|(r, a)| lid_estimate(&a.to_kind(Kind::Double), r, self.k, self.minibatch))
+            .collect();
+        Ok(Tensor::stack(&cols, 1))
+    }
+}
+
+/// Feinman et al.: the two features of the unsupervised `kdbu` (log kernel density among the predicted class's
+/// reference features, Bayesian uncertainty of MC dropout), unstandardised: the regression weighs them.
+#[derive(Debug)]
+pub struct KdBuPair(pub KdBu);
+
+impl Features for KdBuPair {
+    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+        self.0.fit(model, clean)
+    }
+    fn features(&self, v: &View, _candidate: usize) -> Result<Tensor> {
+        let (kd, bu) = self.0.pair(v)?;
+        Ok(Tensor::stack(&[kd, bu], 1))
+    }
+}
+
+/// The CDRP paper's detector input: the image's critical data routing path, the gates of every conv channel (the
+/// `cdrp` route's gates; fully connected columns dropped), so `path-rf` runs on the `cdrp` route only.
+#[derive(Debug)]
+pub struct CdrpPath;
+
+impl Features for CdrpPath {
+    fn fit(&mut self, _model: &Model, _clean: &Dataset) -> Result<()> {
+        Ok(())
+    }
+    fn route(&self) -> RouteKind {
+        RouteKind::Cdrp
+    }
+    fn features(&self, v: &View, _candidate: usize) -> Result<Tensor> {
+        let path = v.route.gates.as_ref().ok_or_else(|| {
+            Error::Model("detector path-rf needs a route with per-image paths (the cdrp mode)".into())
+        })?;
+        let keep = crate::routes::cdrp::conv_columns(v.model).to_device(path.device()).squeeze_dim(0).nonzero();
+        Ok(path.to_kind(Kind::Double).index_select(1, &keep.squeeze_dim(1)))
+    }
+}
