@@ -255,6 +255,7 @@ fn manifest_keys_match_their_snapshot() -> TestResult {
         route_passes: BTreeMap::from([("full".to_string(), 0.02)]),
         wall_seconds: 1.0,
         detectors_oblivious_to_attacks: true,
+        train_attack: None,
         protocol: advdet::report::manifest::PROTOCOL_NOTE.into(),
     };
     let mut lines = Vec::new();

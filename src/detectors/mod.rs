@@ -183,6 +183,10 @@ pub trait Detector {
     fn fit_supervised(&mut self, _model: &Model, _clean: &Dataset, _adversarial: &Tensor) -> Result<()> {
         Ok(())
     }
+    /// What the supervised fit chose and saw, for the run's log (`None`: nothing to say).
+    fn fit_note(&self) -> Option<String> {
+        None
+    }
     /// Whether `score` has an input gradient the adaptive attack can descend (not a forest's votes).
     fn differentiable(&self) -> bool {
         true

@@ -158,12 +158,20 @@ pub trait Features: Send + std::fmt::Debug {
     fn candidates(&self) -> usize {
         1
     }
+    /// Setting `candidate` in words, for the run's log.
+    fn candidate_name(&self, candidate: usize) -> String {
+        format!("setting {candidate}")
+    }
     /// The route whose pass `features` reads (the full model's unless a source says otherwise).
     fn route(&self) -> RouteKind {
         RouteKind::Full
     }
     /// `[B, D]` f64 features of the batch in setting `candidate`.
     fn features(&self, v: &View, candidate: usize) -> Result<Tensor>;
+    /// The features in every setting, in order (a source overrides it to share work between settings).
+    fn every_candidate(&self, v: &View) -> Result<Vec<Tensor>> {
+        (0..self.candidates()).map(|c| self.features(v, c)).collect()
+    }
 }
 
 /// A supervised detector: `features` under the setting with the best training AUROC, then its learner.
@@ -174,6 +182,8 @@ pub struct Supervised {
     learner: Learner,
     /// The setting chosen and the learner fitted on it.
     fitted: Option<(usize, Fitted)>,
+    /// What the fit saw: clean rows, adversarial rows, and the training AUROC of the chosen setting (with several).
+    rows: (usize, usize, Option<f64>),
 }
 
 /// The L2 penalty of the regressions (smartcore's `alpha`; scikit-learn's default C = 1 is alpha = 1 on the summed
@@ -185,7 +195,7 @@ pub const FOREST_TREES: usize = 50;
 
 impl Supervised {
     pub fn new(kind: DetectorKind, source: Box<dyn Features>, learner: Learner) -> Self {
-        Supervised { kind, source, learner, fitted: None }
+        Supervised { kind, source, learner, fitted: None, rows: (0, 0, None) }
     }
 
     /// The setting the training attack chose (Lee et al.'s magnitude index for `mahalanobis-sup`).
@@ -193,11 +203,11 @@ impl Supervised {
         self.fitted.as_ref().map(|(c, _)| *c)
     }
 
-    /// Features of every image of `images` in setting `candidate`, with the full model's predictions, in batches.
-    fn all_features(&self, model: &Model, images: &Tensor, candidate: usize) -> Result<(Tensor, Vec<i64>)> {
+    /// Features of every image of `images` in every setting, with the full model's predictions, in batches.
+    fn all_features(&self, model: &Model, images: &Tensor) -> Result<(Vec<Tensor>, Vec<i64>)> {
         let n = images.size()[0];
         let route = crate::routes::build(self.source.route(), model, Default::default())?;
-        let mut parts = Vec::new();
+        let mut parts: Vec<Vec<Tensor>> = (0..self.source.candidates()).map(|_| Vec::new()).collect();
         let mut pred = Vec::new();
         for start in (0..n).step_by(500) {
             let xs = images.narrow(0, start, 500.min(n - start)).to_device(model.device());
@@ -207,10 +217,12 @@ impl Supervised {
                 false => tch::no_grad(|| route.pass(model, &xs, &full))?,
             };
             let v = View { model, xs: &xs, full: &full, route: own.as_ref().unwrap_or(&full) };
-            parts.push(self.source.features(&v, candidate)?.detach().to_device(Device::Cpu));
+            for (acc, f) in parts.iter_mut().zip(self.source.every_candidate(&v)?) {
+                acc.push(f.detach().to_device(Device::Cpu));
+            }
             pred.extend(Vec::<i64>::try_from(full.logits.argmax(-1, false).to_device(Device::Cpu))?);
         }
-        Ok((Tensor::cat(&parts, 0), pred))
+        Ok((parts.iter().map(|p| Tensor::cat(p, 0)).collect(), pred))
     }
 }
 
@@ -229,6 +241,15 @@ impl Detector for Supervised {
     }
     fn differentiable(&self) -> bool {
         matches!(self.learner, Learner::Logistic)
+    }
+    fn fit_note(&self) -> Option<String> {
+        let (c, _) = self.fitted.as_ref()?;
+        let (clean, adv, auroc) = self.rows;
+        let setting = match (self.source.candidates(), auroc) {
+            (1, _) | (_, None) => String::new(),
+            (_, Some(a)) => format!(", {} (training AUROC {a:.4})", self.source.candidate_name(*c)),
+        };
+        Some(format!("{}: fitted on {clean} clean and {adv} adversarial training images{setting}", self.name()))
     }
     fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
         if clean.split != Split::Train {
@@ -254,9 +275,9 @@ impl Detector for Supervised {
         let labels = clean.label_vec();
         let candidates = self.source.candidates();
         let mut best: Option<(f64, usize, Fitted)> = None;
-        for c in 0..candidates {
-            let (fc, pc) = self.all_features(model, &clean.images, c)?;
-            let (fa, pa) = self.all_features(model, adversarial, c)?;
+        let (clean_features, pc) = self.all_features(model, &clean.images)?;
+        let (adv_features, pa) = self.all_features(model, adversarial)?;
+        for (c, (fc, fa)) in clean_features.iter().zip(&adv_features).enumerate() {
             let correct: Vec<i64> = (0..labels.len()).filter(|&i| pc[i] == labels[i]).map(|i| i as i64).collect();
             let fooled: Vec<i64> = correct.iter().copied().filter(|&i| pa[i as usize] != labels[i as usize]).collect();
             if fooled.is_empty() {
@@ -279,6 +300,7 @@ impl Detector for Supervised {
                 _ => crate::metrics::auroc(&y, &Vec::<f64>::try_from(fitted.score(&x)?)?)?,
             };
             if best.as_ref().is_none_or(|(a, _, _)| auroc > *a) {
+                self.rows = (correct.len(), fooled.len(), (candidates > 1).then_some(auroc));
                 best = Some((auroc, c, fitted));
             }
         }
@@ -328,11 +350,50 @@ impl Features for MahalanobisLayers {
     fn candidates(&self) -> usize {
         MAGNITUDES.len()
     }
+    fn candidate_name(&self, candidate: usize) -> String {
+        format!("input step magnitude {}", MAGNITUDES[candidate])
+    }
     fn features(&self, v: &View, candidate: usize) -> Result<Tensor> {
+        let signs = match MAGNITUDES[candidate] {
+            0.0 => Vec::new(),
+            _ => self.gradient_signs(v)?,
+        };
+        self.at(v, MAGNITUDES[candidate], &signs)
+    }
+    /// One gradient per stage for every magnitude.
+    fn every_candidate(&self, v: &View) -> Result<Vec<Tensor>> {
+        let signs = self.gradient_signs(v)?;
+        MAGNITUDES.iter().map(|&m| self.at(v, m, &signs)).collect()
+    }
+}
+
+impl MahalanobisLayers {
+    /// Per stage, the sign of the input gradient of the distance to the closest class mean (a constant for an attack
+    /// that differentiates through the score: BPDA).
+    fn gradient_signs(&self, v: &View) -> Result<Vec<Tensor>> {
         if self.stages.is_empty() {
             return Err(not_fitted("mahalanobis-sup"));
         }
-        let magnitude = MAGNITUDES[candidate];
+        let x = v.xs.detach().set_requires_grad(true);
+        tch::with_grad(|| {
+            let (stages, _) = v.model.stage_features(&x);
+            let last = self.stages.len() - 1;
+            self.stages
+                .iter()
+                .zip(&stages)
+                .enumerate()
+                .map(|(l, (g, f))| {
+                    Ok(v.model.input_grad(&g.min_distance(f).sum(Kind::Double), &x, l < last)?.sign().detach())
+                })
+                .collect()
+        })
+    }
+
+    /// The stage distances after each stage's step of `magnitude` along `signs` (no step at 0).
+    fn at(&self, v: &View, magnitude: f64, signs: &[Tensor]) -> Result<Tensor> {
+        if self.stages.is_empty() {
+            return Err(not_fitted("mahalanobis-sup"));
+        }
         let mut cols = Vec::new();
         if magnitude == 0.0 {
             let (stages, _) = v.model.stage_features(v.xs);
@@ -340,21 +401,8 @@ impl Features for MahalanobisLayers {
                 cols.push(g.min_distance(f));
             }
         } else {
-            // the step is a constant for an attack that differentiates through the score (BPDA)
-            let x = v.xs.detach().set_requires_grad(true);
-            let grads: Vec<Tensor> = tch::with_grad(|| {
-                let (stages, _) = v.model.stage_features(&x);
-                let last = self.stages.len() - 1;
-                self.stages
-                    .iter()
-                    .zip(&stages)
-                    .enumerate()
-                    .map(|(l, (g, f))| v.model.input_grad(&g.min_distance(f).sum(Kind::Double), &x, l < last))
-                    .collect::<Result<_>>()
-            })?;
-            for (l, (g, grad)) in self.stages.iter().zip(&grads).enumerate() {
-                let moved = v.xs - (grad.sign() * magnitude).detach();
-                let (stages, _) = v.model.stage_features(&moved);
+            for (l, (g, sign)) in self.stages.iter().zip(signs).enumerate() {
+                let (stages, _) = v.model.stage_features(&(v.xs - sign * magnitude));
                 cols.push(g.min_distance(&stages[l]));
             }
         }

@@ -87,8 +87,12 @@ pub struct Manifest {
     #[serde(default)]
     pub route_passes: BTreeMap<String, f64>,
     pub wall_seconds: f64,
-    /// Always true here: no detector is fitted on adversarial examples.
+    /// Whether no detector of the suite is fitted on adversarial examples (false with a supervised one, which sees
+    /// the training attack's: `train_attack`).
     pub detectors_oblivious_to_attacks: bool,
+    /// The supervised detectors' training attack (`attack params`), when the suite scores one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_attack: Option<String>,
     pub protocol: String,
 }
 

@@ -251,7 +251,8 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         scoring,
         route_passes,
         wall_seconds: wall.elapsed().as_secs_f64(),
-        detectors_oblivious_to_attacks: true,
+        detectors_oblivious_to_attacks: suite.train_attack.is_none(),
+        train_attack: suite.train_attack.as_ref().map(crate::suite::scoring::job_label),
         protocol: crate::report::manifest::PROTOCOL_NOTE.to_string(),
     };
     manifest.write_into(&dir)?;

@@ -43,6 +43,9 @@ impl DetectorSlot {
                     self.detector.fit(&model.model, &density)?;
                     let (clean, adversarial) = train_attack_stage(ctx, &job, data, model)?;
                     self.detector.fit_supervised(&model.model, &clean, &adversarial)?;
+                    if let Some(note) = self.detector.fit_note() {
+                        ctx.say(&format!("{note}; trained on {}", job_label(&job)));
+                    }
                 }
                 (true, None) => {
                     return Err(Error::Missing(format!(
