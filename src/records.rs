@@ -253,6 +253,22 @@ pub struct SuiteRecord {
     /// The first variant's model's class-specific gates, when it was trained with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csg: Option<CsgRecord>,
+    /// The class similarity of the per-image paths of each path route the suite runs (`cdrp`, `nnd`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathSimilarity>,
+}
+
+/// How alike the classes' per-image paths are on one path route: each class's path is the set of conv channels open
+/// (gate above 0.5) in at least half of its clean images, and `similarity[c][d]` the Jaccard similarity of two
+/// classes' paths, as the CSS heatmap compares class masks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PathSimilarity {
+    pub route: String,
+    /// The clean training images (the first of the fit split) the paths come from.
+    pub images: usize,
+    /// The mean share of conv channels open per image.
+    pub open_share: f64,
+    pub similarity: Vec<Vec<f64>>,
 }
 
 /// Writes the records into `<dir>/records/`.

@@ -6,11 +6,12 @@ mod common;
 use advdet::data::{self, Dataset, DatasetName, Split};
 use advdet::detectors::{self, build, by_name, DetectorConfig, DetectorKind};
 use advdet::eval::{fit_split, protocol_sets, score, score_batched, supervised_split};
+use advdet::routes::nnd::{Nnd, NndConfig};
 use advdet::routes::subspace::Subspaces;
 use advdet::routes::{Resources, RouteKind};
 
 /// No resources: the full model only.
-const NONE: Resources = Resources { subnets: None, temperature: None, second: None, subspaces: None };
+const NONE: Resources = Resources { subnets: None, temperature: None, second: None, subspaces: None, nnd: None };
 use advdet::models::{Arch, Model};
 use advdet::subnet::{extract, mask, Subnets};
 use common::{load_lenet_mnist, TestResult};
@@ -88,7 +89,16 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
     let temperature = Some(advdet::routes::temperature::fit(&model, &subnets, &fit.images, 256)?);
     let second = common::load_lenet_mnist_one_epoch(1);
     let subspaces = Subspaces::fit(&model, &fit.images, &fit.labels, 40, 256)?;
-    let res = Resources { subnets: Some(&subnets), temperature, second: Some(&second), subspaces: Some(&subspaces) };
+    // NND's modules after one short epoch on the fit images (tests/nnd.rs trains them as the suite does)
+    let mut nnd = Nnd::new(&model, NndConfig::default())?;
+    nnd.fit(&model, &fit.images, &fit.labels)?;
+    let res = Resources {
+        subnets: Some(&subnets),
+        temperature,
+        second: Some(&second),
+        subspaces: Some(&subspaces),
+        nnd: Some(&nnd),
+    };
     for kind in DetectorKind::ALL {
         let name = kind.as_str();
         let mut det = build(kind, &cfg)?;
@@ -492,18 +502,24 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
     let second = common::load_lenet_mnist_one_epoch(1);
     let (fit, _) = fit_and_test(1)?;
     let subspaces = Subspaces::fit(&model, &fit.images, &fit.labels, 40, 256)?;
-    let res =
-        Resources { subnets: Some(&ones), temperature: Some(1.5), second: Some(&second), subspaces: Some(&subspaces) };
+    let nnd = Nnd::new(&model, NndConfig::default())?;
+    let res = Resources {
+        subnets: Some(&ones),
+        temperature: Some(1.5),
+        second: Some(&second),
+        subspaces: Some(&subspaces),
+        nnd: Some(&nnd),
+    };
     let cfg = DetectorConfig::default();
     let dets: Vec<_> =
         ["msp", "entropy", "margin", "kl", "disagree"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
     let s = advdet::eval::score_images(&model, res, &scorings(&dets, &RouteKind::ALL), &test.images, 40, "count")?;
-    // 3 batches (40, 40, 20), each through each of the 11 routes (full, subnet, subspace, csg, csg-binary, cdrp, the
-    // five controls) once: 33 forwards, not one per batch, detector and route (3 x 53); the second model's forward
-    // counts as the model's, and CDRP's 30 path-learning steps per batch are not the route's forward (they call the
-    // network directly)
-    assert_eq!((s.forwards, s.backwards), (3 * 11, 0));
-    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [11, 11, 11, 10, 10]);
+    // 3 batches (40, 40, 20), each through each of the 12 routes (full, subnet, subspace, csg, csg-binary, cdrp, nnd,
+    // the five controls) once: 36 forwards, not one per batch, detector and route (3 x 58); the second model's forward
+    // counts as the model's, and neither CDRP's 30 path-learning steps per batch nor NND's ungated pass for its
+    // modules is the route's forward (they call the network directly)
+    assert_eq!((s.forwards, s.backwards), (3 * 12, 0));
+    assert_eq!(s.scores.iter().map(|r| r.len()).collect::<Vec<_>>(), [12, 12, 12, 11, 11]);
     assert!(s.scores.iter().flatten().all(|v| v.len() == 100));
     assert_eq!(s.pred, to_i64(&model.predict(&test.images, 100)));
     // the full route alone: one pass per batch

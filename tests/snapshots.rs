@@ -108,6 +108,12 @@ fn records() -> (SuiteRecord, Vec<JobRecord>) {
         protocols: vec!["successful".into(), "all".into()],
         subnet,
         csg: None,
+        paths: vec![advdet::records::PathSimilarity {
+            route: "cdrp".into(),
+            images: 1000,
+            open_share: 0.25,
+            similarity: vec![vec![1.0, 0.5], vec![0.5, 1.0]],
+        }],
     };
     (suite, vec![job(0, "fgsm", "eps=0.1", 0.0), job(1, "pgd-linf", "eps=0.3 steps=40", 0.0625)])
 }

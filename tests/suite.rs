@@ -544,3 +544,44 @@ fn the_class_specific_routes_run_end_to_end_on_a_csg_model() -> TestResult {
     assert!(err.contains("csg mode needs a model trained with class-specific gates"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_supervised_path_detector_runs_in_a_suite_with_its_seen_row_and_the_path_heatmap() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let suite = tiny_suite(tmp.path())?;
+    let text = std::fs::read_to_string(&suite)?
+        .replace("names = [\"msp\"]", "names = [\"msp\", \"path-rf\"]\ntrain_attack = \"fgsm eps=0.3\"")
+        .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"cdrp\"]");
+    std::fs::write(&suite, text)?;
+    let out = tmp.path().join("out");
+    run_suite(&suite, &out, &[])?;
+    let dir = out.join("tiny");
+    let csv = String::from_utf8(results(&out)?)?;
+    let header: Vec<&str> = csv.lines().next().ok_or("empty results")?.split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column {name}"));
+    let (det, mode, trained) = (col("detector")?, col("mode")?, col("trained_on")?);
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rf: Vec<&Vec<&str>> = rows.iter().filter(|r| r[det] == "path-rf").collect();
+    assert_eq!(rf.len(), 2, "path-rf on cdrp, one row per attack");
+    assert!(rf.iter().all(|r| r[mode] == "cdrp" && r[trained] == "fgsm eps=0.3"));
+    assert!(rows.iter().filter(|r| r[det] == "msp").all(|r| r[trained] == "\"\""), "msp is oblivious");
+    assert!(std::fs::read_to_string(dir.join("table.md"))?.contains("(seen)"));
+    let m = manifest(&out)?;
+    assert!(!m.detectors_oblivious_to_attacks);
+    assert_eq!(m.train_attack.as_deref(), Some("fgsm eps=0.3"));
+    // the class similarity of the CDRP paths of the 100 fit images, beside the CSS class-mask heatmap
+    let rec: advdet::records::SuiteRecord =
+        serde_json::from_slice(&std::fs::read(dir.join("records").join("suite.json"))?)?;
+    assert_eq!(rec.paths.len(), 1);
+    let p = &rec.paths[0];
+    assert_eq!((p.route.as_str(), p.images, p.similarity.len()), ("cdrp", 100, 10));
+    assert!(p.open_share > 0.0 && p.open_share < 1.0, "open share {}", p.open_share);
+    for (c, row) in p.similarity.iter().enumerate() {
+        for (d, v) in row.iter().enumerate() {
+            assert!((0.0..=1.0).contains(v) && (v - p.similarity[d][c]).abs() < 1e-12, "[{c}][{d}] = {v}");
+        }
+        assert!(row[c] == 1.0 || row[c] == 0.0, "a class's path against itself: 1, or 0 when empty");
+    }
+    assert!(dir.join("paths").join("cdrp-similarity.svg").is_file());
+    Ok(())
+}

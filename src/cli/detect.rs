@@ -277,8 +277,13 @@ pub fn run(a: DetectArgs) -> Result<i32> {
         }
         _ => None,
     };
-    let res =
-        Resources { subnets: subnets.as_ref(), temperature, second: second.as_ref(), subspaces: subspaces.as_ref() };
+    let res = Resources {
+        subnets: subnets.as_ref(),
+        temperature,
+        second: second.as_ref(),
+        subspaces: subspaces.as_ref(),
+        nnd: None,
+    };
     let scorings: Vec<Scoring> =
         plan.detectors.iter().map(|(d, r)| Scoring { detector: d.as_ref(), routes: r.clone() }).collect();
     let s_clean = eval::score_images(model, res, &scorings, &clean, a.batch_size, "clean")?;

@@ -238,9 +238,10 @@ impl Model {
     }
 
     /// Every stage's output averaged over its spatial positions (`[B, channels]` each, Lee et al.'s per-layer
-    /// features), then the penultimate features, and the logits, in eval mode (counted in `calls`).
+    /// features), then the penultimate features, and the logits, in eval mode. Not counted in `calls`, which count
+    /// the routes' passes: its callers are a detector's own features and the NND route's controlling modules, as
+    /// CDRP's path-learning steps call the network directly.
     pub fn stage_features(&self, xs: &Tensor) -> (Vec<Tensor>, Tensor) {
-        self.calls.forward.fetch_add(1, Ordering::Relaxed);
         let mut stages = Vec::new();
         let (features, logits) = self.net.forward_tapped(xs, None, false, &mut |t| {
             stages.push(if t.dim() > 2 { t.flatten(2, -1).mean_dim(2, false, t.kind()) } else { t.shallow_clone() })

@@ -215,6 +215,28 @@ pub fn render(
             "subnets/similarity.png".into(),
         ));
     }
+    // the per-image path routes' class similarity, beside the class masks'
+    let mut path_files = BTreeSet::new();
+    for p in &suite.paths {
+        let classes: Vec<String> = (0..p.similarity.len()).map(|c| c.to_string()).collect();
+        for ext in ["svg", "png"] {
+            let title = format!(
+                "Jaccard similarity of the class paths, {} ({} training images, {:.0}% of conv channels open)",
+                p.route,
+                p.images,
+                100.0 * p.open_share
+            );
+            let name = format!("{}-similarity.{ext}", p.route);
+            crate::report::heatmap::heatmap(&p.similarity, &classes, &title, &dir.join("paths").join(&name))?;
+            path_files.insert(name);
+        }
+        links.heatmaps.push((
+            format!("Jaccard similarity of the class paths ({})", p.route),
+            format!("paths/{}-similarity.svg", p.route),
+            format!("paths/{}-similarity.png", p.route),
+        ));
+    }
+    prune(&dir.join("paths"), "", &path_files)?;
     write_bytes(&sub.join("sparsity.md"), sparsity_markdown(rec).as_bytes())?;
     let csg_dir = dir.join("csg");
     match &suite.csg {

@@ -8,6 +8,7 @@
 pub mod cdrp;
 pub mod csg;
 pub mod full;
+pub mod nnd;
 pub mod random_mask;
 pub mod second_model;
 pub mod subnet;
@@ -38,6 +39,8 @@ pub enum RouteKind {
     CsgBinary,
     /// Each image through its own critical data routing path (CDRP), learned per image.
     Cdrp,
+    /// Each image through its own gates from architecture-controlling modules (NND), learned on training images.
+    Nnd,
     /// Control: a random mask with the predicted class's kept count per layer.
     #[serde(rename = "random-mask")]
     RandomMask,
@@ -55,13 +58,14 @@ pub enum RouteKind {
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 11] = [
+    pub const ALL: [RouteKind; 12] = [
         RouteKind::Full,
         RouteKind::Subnet,
         RouteKind::Subspace,
         RouteKind::Csg,
         RouteKind::CsgBinary,
         RouteKind::Cdrp,
+        RouteKind::Nnd,
         RouteKind::RandomMask,
         RouteKind::UnionMask,
         RouteKind::WrongClass,
@@ -79,6 +83,7 @@ impl RouteKind {
             RouteKind::Csg => "csg",
             RouteKind::CsgBinary => "csg-binary",
             RouteKind::Cdrp => "cdrp",
+            RouteKind::Nnd => "nnd",
             RouteKind::RandomMask => "random-mask",
             RouteKind::UnionMask => "union-mask",
             RouteKind::WrongClass => "wrong-class",
@@ -145,6 +150,8 @@ pub struct Resources<'a> {
     pub second: Option<&'a Model>,
     /// The class filter subsets of the `subspace` route (`subspace::Subspaces::fit`).
     pub subspaces: Option<&'a subspace::Subspaces>,
+    /// The architecture-controlling modules of the `nnd` route.
+    pub nnd: Option<&'a nnd::Nnd>,
 }
 
 /// One forward pass of a batch along a route (eval mode): logits, penultimate features and, for gated routes, the
@@ -294,6 +301,7 @@ pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<B
         RouteKind::Csg => Box::new(csg::ClassGates::new(model, false)?),
         RouteKind::CsgBinary => Box::new(csg::ClassGates::new(model, true)?),
         RouteKind::Cdrp => Box::new(cdrp::Cdrp::new(model)?),
+        RouteKind::Nnd => Box::new(nnd::NndRoute::new(res.nnd)?),
         RouteKind::RandomMask => Box::new(random_mask::RandomMask::new(model, res.subnets)?),
         RouteKind::UnionMask => Box::new(union_mask::UnionMask::new(model, res.subnets)?),
         RouteKind::WrongClass => Box::new(wrong_class::WrongClass::new(model, res.subnets)?),

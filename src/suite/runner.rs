@@ -107,6 +107,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         scoring_calls: (0, 0),
         temperature: None,
         subspaces: None,
+        nnd: None,
     };
     // a shard owns (seed, job) pairs, every lambda of a pair: one model per seed it touches, and each attack that does
     // not read the subnetworks computed once for all lambdas
@@ -133,6 +134,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
     let mut records: Vec<JobRecord> = Vec::new();
     let mut job_times: Vec<JobTime> = Vec::new();
     let mut primary: Option<(ModelStage, SubnetStage)> = None;
+    let mut paths = Vec::new();
     let mut scores_bound_seconds: Option<f64> = None;
     let mut done = 0;
     for (vi, (v, vsuite)) in variants.iter().zip(&suites).enumerate() {
@@ -150,6 +152,13 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         }
         let model = model_stage(&mut ctx, &data)?;
         let sub = subnet_stage(&mut ctx, &data, &model)?;
+        ctx.nnd = match vsuite.modes.contains(&RouteKind::Nnd) {
+            true => Some(crate::suite::stages::nnd_stage(&mut ctx, &data, &model)?),
+            false => None,
+        };
+        if vi == 0 {
+            paths = crate::suite::stages::path_similarity(&mut ctx, &data, &model, &sub)?;
+        }
         if vi + 1 == variants.len() {
             data.train_full = None;
         }
@@ -207,6 +216,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         protocols: suite.protocols.iter().map(|p| p.to_string()).collect(),
         subnet: sub.record.clone(),
         csg: crate::suite::stages::csg_record(&model, &data, suite.batch_size as i64)?,
+        paths,
     };
     let tables = crate::report::render::render(&dir, &suite_record, &records, Some(&sub.file), true)?;
     ctx.record("report", true, report_start);

@@ -80,6 +80,9 @@ pub fn detector_slots(ctx: &Ctx, data: &DataStage, model: &ModelStage, sub: &Sub
             if routes.contains(&RouteKind::Subspace) {
                 key = key.part("subspace_k", s.subspace_k);
             }
+            if let (true, Some((_, nnd))) = (routes.contains(&RouteKind::Nnd), &ctx.nnd) {
+                key = key.part("nnd", nnd);
+            }
             let trained_on = match (detector.supervised(), &s.train_attack) {
                 (true, Some(job)) => {
                     key = key.json("train_attack", &job.attack);

@@ -39,6 +39,8 @@ pub struct Ctx<'a> {
     pub temperature: Option<f64>,
     /// The class filter subsets of the `subspace` route, when the suite runs it.
     pub subspaces: Option<crate::routes::subspace::Subspaces>,
+    /// The `nnd` route's fitted modules and their stage key, when the suite runs it.
+    pub nnd: Option<(crate::routes::nnd::Nnd, String)>,
 }
 
 /// The stages in pipeline order (the manifest lists them so).
@@ -52,6 +54,7 @@ impl<'a> Ctx<'a> {
             temperature: self.temperature,
             second: model.second.as_ref().map(|s| &s.model),
             subspaces: self.subspaces.as_ref(),
+            nnd: self.nnd.as_ref().map(|(n, _)| n),
         }
     }
 
@@ -494,4 +497,118 @@ pub fn train_attack_stage(ctx: &mut Ctx, job: &Job, data: &DataStage, model: &Mo
     let t = load_tensors(&stage.file("adv.safetensors"), &["adversarial"])?;
     ctx.record("attacks", computed, start);
     Ok((clean, t[0].shallow_clone()))
+}
+
+/// The `nnd` route's architecture-controlling modules for `model`, trained (cached) on the training images before the
+/// fit split, the classifier frozen.
+pub fn nnd_stage(ctx: &mut Ctx, data: &DataStage, model: &ModelStage) -> Result<(crate::routes::nnd::Nnd, String)> {
+    use crate::routes::nnd::{Nnd, NndConfig};
+    let start = Instant::now();
+    let cfg = NndConfig { seed: ctx.suite.seed, ..Default::default() };
+    let key = KeyBuilder::new("nnd")
+        .part("model", &model.hash)
+        .part("data", &data.key)
+        .json("config", &cfg)
+        .part("device", ctx.device_kind())
+        .finish();
+    let stage: StageDir = ctx.cache.stage("nnd", &key);
+    let computed = !stage.is_done();
+    let mut nnd = Nnd::new(&model.model, cfg)?;
+    let file = stage.file("nnd.safetensors");
+    if computed {
+        let train = data
+            .train_full
+            .as_ref()
+            .ok_or_else(|| Error::Missing("nnd: the training split is no longer loaded".into()))?;
+        let n = train.len().saturating_sub(data.fit.len());
+        let images = train.range(0, n);
+        ctx.say(&format!("nnd route: training the controlling modules on {n} training images, the classifier frozen"));
+        stage.create()?;
+        let losses = nnd.fit(&model.model, &images.images, &images.labels)?;
+        ctx.say(&format!("nnd route: mean loss per epoch {losses:.4?}"));
+        nnd.vs.save(&file).map_err(|e| Error::io(&file, std::io::Error::other(e.to_string())))?;
+        stage.finish(&BTreeMap::from([("losses", format!("{losses:?}"))]))?;
+    }
+    nnd.vs.load(&file).map_err(|e| Error::format(&file, format!("unreadable nnd modules: {e}")))?;
+    ctx.record("subnets", computed, start);
+    Ok((nnd, key))
+}
+
+/// Images (the first of the fit split, clean training images) whose paths the path-similarity heatmaps summarise.
+pub const PATH_IMAGES: usize = 1000;
+
+/// The class similarity of the paths of every path route the suite runs (`records::PathSimilarity`), cached.
+pub fn path_similarity(
+    ctx: &mut Ctx,
+    data: &DataStage,
+    model: &ModelStage,
+    sub: &SubnetStage,
+) -> Result<Vec<crate::records::PathSimilarity>> {
+    let mut out = Vec::new();
+    for kind in [RouteKind::Cdrp, RouteKind::Nnd].into_iter().filter(|k| ctx.suite.modes.contains(k)) {
+        let start = Instant::now();
+        let mut kb = KeyBuilder::new("path-similarity")
+            .part("model", &model.hash)
+            .part("data", &data.key)
+            .part("route", kind)
+            .part("images", PATH_IMAGES)
+            .part("device", ctx.device_kind());
+        if let (RouteKind::Nnd, Some((_, k))) = (kind, &ctx.nnd) {
+            kb = kb.part("nnd", k);
+        }
+        let stage = ctx.cache.stage("path-similarity", &kb.finish());
+        let computed = !stage.is_done();
+        if computed {
+            stage.create()?;
+            let rec = class_paths(ctx, data, model, sub, kind)?;
+            write_json(&stage.file("record.json"), &rec)?;
+            stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
+        }
+        out.push(read_json(&stage.file("record.json"))?);
+        ctx.record("subnets", computed, start);
+    }
+    Ok(out)
+}
+
+fn class_paths(
+    ctx: &Ctx,
+    data: &DataStage,
+    model: &ModelStage,
+    sub: &SubnetStage,
+    kind: RouteKind,
+) -> Result<crate::records::PathSimilarity> {
+    use tch::Kind;
+    let m = &model.model;
+    let ds = data.fit.limit(PATH_IMAGES);
+    let route = crate::routes::build(kind, m, ctx.resources(model, sub))?;
+    let conv = crate::routes::cdrp::conv_columns(m).squeeze_dim(0).nonzero().squeeze_dim(1);
+    let mut open = Vec::new();
+    for (xs, _) in ds.batches(250, m.device()) {
+        let full = tch::no_grad(|| crate::routes::Pass::run(m, &xs, None));
+        let pass = route.pass(m, &xs, &full)?.ok_or_else(|| Error::Model(format!("route {kind} gave no pass")))?;
+        let gates = pass.gates.ok_or_else(|| Error::Model(format!("route {kind} has no per-image path")))?;
+        open.push(gates.index_select(1, &conv).gt(0.5).to_kind(Kind::Double).to_device(Device::Cpu));
+    }
+    let open = Tensor::cat(&open, 0);
+    let labels = ds.labels.to_device(Device::Cpu);
+    let classes = m.num_classes();
+    let masks: Vec<Tensor> = (0..classes)
+        .map(|c| {
+            let idx = labels.eq(c).nonzero().squeeze_dim(1);
+            match idx.size()[0] {
+                0 => Tensor::zeros([open.size()[1]], (Kind::Double, Device::Cpu)),
+                _ => open
+                    .index_select(0, &idx)
+                    .mean_dim([0].as_slice(), false, Kind::Double)
+                    .ge(0.5)
+                    .to_kind(Kind::Double),
+            }
+        })
+        .collect();
+    Ok(crate::records::PathSimilarity {
+        route: kind.to_string(),
+        images: ds.len(),
+        open_share: open.mean(Kind::Double).double_value(&[]),
+        similarity: crate::subnet::analysis::jaccard(&Tensor::stack(&masks, 0))?,
+    })
 }
