@@ -209,6 +209,26 @@ impl Route for NndRoute<'_> {
     }
 }
 
+/// Clean accuracy of `images` through their NND paths and through the full model, with the mean share of conv
+/// channels open, in batches.
+pub fn summary(model: &Model, nnd: &Nnd, images: &Tensor, labels: &Tensor, batch: i64) -> Result<(f64, f64, f64)> {
+    let _guard = tch::no_grad_guard();
+    let n = images.size()[0];
+    let (mut hit, mut hit_full, mut open) = (0.0, 0.0, 0.0);
+    for start in (0..n).step_by(batch.max(1) as usize) {
+        let len = batch.min(n - start);
+        let xs = images.narrow(0, start, len).to_device(model.device());
+        let ys = labels.narrow(0, start, len).to_device(model.device());
+        let gates = nnd.gates(model, &xs);
+        let correct = |logits: Tensor| logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Float).double_value(&[]);
+        hit += correct(model.net.forward(&xs, Some(&gates), false));
+        hit_full += correct(model.net.forward(&xs, None, false));
+        open += open_share(model, &gates).sum(Kind::Float).double_value(&[]);
+    }
+    let n = n.max(1) as f64;
+    Ok((hit / n, hit_full / n, open / n))
+}
+
 /// The share of open conv gates of `gates` (`[B, units]`) per image, `[B]`.
 pub fn open_share(model: &Model, gates: &Tensor) -> Tensor {
     let conv = super::cdrp::conv_columns(model).to_device(gates.device());

@@ -312,6 +312,16 @@ fn run_variant(
         ctx.say(&format!("temperature control: T = {t:.6} gives the subnetworks' mean max-softmax on the fit images"));
         ctx.temperature = Some(t);
     }
+    if let Some((nnd, _)) = &ctx.nnd {
+        let batch = ctx.suite.batch_size as i64;
+        let (acc, full, open) =
+            crate::routes::nnd::summary(&model.model, nnd, &data.test.images, &data.test.labels, batch)?;
+        ctx.say(&format!(
+            "nnd route: {:.1}% of conv channels open per test image; clean accuracy on the test images {acc:.4} \
+             through the paths, {full:.4} through the full model",
+            100.0 * open
+        ));
+    }
     if ctx.suite.modes.contains(&RouteKind::Subspace) {
         let (k, batch) = (ctx.suite.subspace_k, ctx.suite.batch_size as i64);
         let s = Subspaces::fit(&model.model, &data.fit.images, &data.fit.labels, k, batch)?;
