@@ -198,11 +198,6 @@ impl Supervised {
         Supervised { kind, source, learner, fitted: None, rows: (0, 0, None) }
     }
 
-    /// The setting the training attack chose (Lee et al.'s magnitude index for `mahalanobis-sup`).
-    pub fn chosen(&self) -> Option<usize> {
-        self.fitted.as_ref().map(|(c, _)| *c)
-    }
-
     /// Features of every image of `images` in every setting, with the full model's predictions, in batches.
     fn all_features(&self, model: &Model, images: &Tensor) -> Result<(Vec<Tensor>, Vec<i64>)> {
         let n = images.size()[0];
@@ -277,22 +272,22 @@ impl Detector for Supervised {
         let mut best: Option<(f64, usize, Fitted)> = None;
         let (clean_features, pc) = self.all_features(model, &clean.images)?;
         let (adv_features, pa) = self.all_features(model, adversarial)?;
+        let correct: Vec<i64> = (0..labels.len()).filter(|&i| pc[i] == labels[i]).map(|i| i as i64).collect();
+        let fooled: Vec<i64> = correct.iter().copied().filter(|&i| pa[i as usize] != labels[i as usize]).collect();
+        if fooled.is_empty() {
+            return Err(Error::Missing(format!(
+                "detector {name}: the training attack fooled none of the {} clean training images the model gets \
+                 right; a supervised detector needs successful adversarial examples to fit on",
+                correct.len()
+            )));
+        }
+        let y: Vec<bool> =
+            std::iter::repeat_n(false, correct.len()).chain(std::iter::repeat_n(true, fooled.len())).collect();
         for (c, (fc, fa)) in clean_features.iter().zip(&adv_features).enumerate() {
-            let correct: Vec<i64> = (0..labels.len()).filter(|&i| pc[i] == labels[i]).map(|i| i as i64).collect();
-            let fooled: Vec<i64> = correct.iter().copied().filter(|&i| pa[i as usize] != labels[i as usize]).collect();
-            if fooled.is_empty() {
-                return Err(Error::Missing(format!(
-                    "detector {name}: the training attack fooled none of the {} clean training images the model gets \
-                     right; a supervised detector needs successful adversarial examples to fit on",
-                    correct.len()
-                )));
-            }
             let x = Tensor::cat(
                 &[fc.index_select(0, &Tensor::from_slice(&correct)), fa.index_select(0, &Tensor::from_slice(&fooled))],
                 0,
             );
-            let y: Vec<bool> =
-                std::iter::repeat_n(false, correct.len()).chain(std::iter::repeat_n(true, fooled.len())).collect();
             let fitted =
                 Fitted::fit(self.learner, &x, &y).map_err(|e| Error::Model(format!("detector {name}: {e}")))?;
             let auroc = match candidates {
