@@ -26,10 +26,10 @@ fn fitted_detectors(model: &Model) -> Result<Vec<Box<dyn Detector>>, Box<dyn std
     for kind in DetectorKind::ALL {
         let mut d = detectors::build(kind, &cfg)?;
         if d.supervised() {
-            d.fit(model, &density)?;
-            d.fit_supervised(model, &clean, &adv)?;
+            d.fit(model, &density, Default::default())?;
+            d.fit_supervised(model, &clean, &adv, Default::default())?;
         } else if d.needs_fit() {
-            d.fit(model, &fit)?;
+            d.fit(model, &fit, Default::default())?;
         }
         out.push(d);
     }

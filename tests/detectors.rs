@@ -106,10 +106,10 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
             // the supervised protocol: the first half of the fit images fits the density, the second half, clean and
             // under FGSM eps 0.1 (the default training attack), the regression
             let (density, clean) = supervised_split(&fit);
-            det.fit(&model, &density)?;
-            det.fit_supervised(&model, &clean, &fgsm(&model, &clean.images, &clean.labels, 0.1))?;
+            det.fit(&model, &density, Default::default())?;
+            det.fit_supervised(&model, &clean, &fgsm(&model, &clean.images, &clean.labels, 0.1), Default::default())?;
         } else {
-            det.fit(&model, &fit)?;
+            det.fit(&model, &fit, Default::default())?;
         }
         // the csg routes need a model trained with class-specific gates (tests/csg.rs and tests/suite.rs run them);
         // cdrp learns its paths anew for every (detector, image set) here (a suite shares one pass per route), so it
@@ -212,7 +212,7 @@ fn full_and_subnet_modes_agree_exactly_when_every_mask_is_all_ones() -> TestResu
     let cfg = DetectorConfig::default();
     for name in ["msp", "entropy", "margin", "odin", "energy", "maxlogit", "gen", "squeeze", "react"] {
         let mut det = by_name(name, &small_config())?;
-        det.fit(&model, &fit)?;
+        det.fit(&model, &fit, Default::default())?;
         let full = score(det.as_ref(), &model, NONE, RouteKind::Full, &xs)?;
         let sub = score(
             det.as_ref(),
@@ -244,7 +244,7 @@ fn scores_do_not_depend_on_the_batch_an_image_is_in() -> TestResult {
     let cfg = small_config();
     for name in ["odin", "mahalanobis", "lid", "kdbu", "react", "squeeze"] {
         let mut det = by_name(name, &cfg)?;
-        det.fit(&model, &fit)?;
+        det.fit(&model, &fit, Default::default())?;
         let whole = score_batched(det.as_ref(), &model, NONE, RouteKind::Full, &test.images, 1000)?;
         let pieces = score_batched(det.as_ref(), &model, NONE, RouteKind::Full, &test.images, 7)?;
         // libtorch's f32 kernels may round differently for another batch size; the empirical covariance's
@@ -266,13 +266,13 @@ fn fitting_takes_training_images_only() -> TestResult {
     for name in ["mahalanobis", "lid", "kdbu", "react"] {
         let mut det = by_name(name, &small_config())?;
         assert!(det.needs_fit(), "{name}");
-        let err = det.fit(&model, &test).expect_err("fitting on test images must fail").to_string();
+        let err = det.fit(&model, &test, Default::default()).expect_err("fitting on test images must fail").to_string();
         assert!(err.contains("training") && err.contains(name), "{name}: {err}");
         let err = score(det.as_ref(), &model, NONE, RouteKind::Full, &test.images.narrow(0, 0, 4))
             .expect_err("not fitted")
             .to_string();
         assert!(err.contains("not fitted"), "{name}: {err}");
-        det.fit(&model, &fit)?;
+        det.fit(&model, &fit, Default::default())?;
     }
     assert!(!by_name("msp", &small_config())?.needs_fit());
     Ok(())
@@ -545,7 +545,7 @@ fn detectors_that_take_the_input_gradient_reuse_the_routes_forward_and_change_no
     let mut dets: Vec<Box<dyn detectors::Detector>> =
         ["msp", "odin", "mahalanobis"].iter().map(|n| by_name(n, &cfg)).collect::<Result<_, _>>()?;
     for d in dets.iter_mut() {
-        d.fit(&model, &fit)?;
+        d.fit(&model, &fit, Default::default())?;
     }
     let both = [RouteKind::Full, RouteKind::Subnet];
     let all = advdet::eval::score_images(&model, res, &scorings(&dets, &both), &test.images, 40, "count")?;

@@ -126,7 +126,7 @@ fn real_lenet_features() -> TestResult {
 
     let cfg = DetectorConfig { fit_size: 2000, ..Default::default() };
     let mut det = by_name("mahalanobis", &cfg)?;
-    det.fit(&model, &fit)?;
+    det.fit(&model, &fit, Default::default())?;
     let clean = score(det.as_ref(), &model, Resources::default(), RouteKind::Full, &test.images)?;
     let direct = floats(&g.min_distance(&test_feats))?;
     // the detector computes its fit features in batches of 500: libtorch's f32 kernels round them slightly

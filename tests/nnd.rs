@@ -1,9 +1,12 @@
 //! The `nnd` route (Li et al., ECCV 2020: per-image gates from architecture-controlling modules) on the default LeNet
 //! trained on MNIST: soft gates in [0, 1], hard gates 0/1 on the forward pass and 1 on the fully connected units,
-//! training closes gates while keeping the classifier's accuracy, and the route refuses to run without its modules.
+//! training closes gates while keeping the classifier's accuracy, the route refuses to run without its modules, and
+//! path-class-dist bound to the route fits the class means of its gates.
 mod common;
 
 use advdet::data::{self, DatasetName, Split};
+use advdet::detectors::path_dist::{cosine_distance, PathClassDist};
+use advdet::detectors::{by_name, DetectorConfig, View};
 use advdet::routes::nnd::{open_share, Nnd, NndConfig};
 use advdet::routes::{self, Pass, Resources, RouteKind};
 use common::{load_lenet_mnist, TestResult};
@@ -48,6 +51,28 @@ fn nnd_gates_are_binary_paths_that_close_channels_and_keep_the_accuracy() -> Tes
     // paths differ between images (input-specific, not one mask)
     let distinct = hard.narrow(1, 0, 70).to_device(Device::Cpu).unique_dim(0, false, false, false).0.size()[0];
     assert!(distinct > 10, "{distinct} distinct paths over 1000 images");
+    drop(_guard);
+    // path-class-dist bound to this route fits the class means of these gates on the fit images, and scores here only
+    let fit = train.range(5000, 6000);
+    let mut det = by_name("path-class-dist", &DetectorConfig { fit_size: 1000, ..Default::default() })?;
+    assert!(det.fits_per_route() && det.runs_on(RouteKind::Cdrp) && det.runs_on(RouteKind::Nnd));
+    det.for_route(RouteKind::Nnd);
+    assert!(!det.runs_on(RouteKind::Cdrp) && det.runs_on(RouteKind::Nnd));
+    det.fit(&model, &fit, Resources { nnd: Some(&nnd), ..Default::default() })?;
+    let mut want = PathClassDist::new(1000);
+    want.fit_paths(&nnd.gates(&model, &fit.images), &fit.labels, 10, &advdet::routes::cdrp::conv_columns(&model))?;
+    let scores = {
+        let _guard = tch::no_grad_guard();
+        let v = View { model: &model, xs: &test.images, full: &full, route: &pass };
+        det.score(&v)?
+    };
+    let pred = full.logits.argmax(-1, false);
+    let columns = advdet::routes::cdrp::conv_columns(&model).to_kind(Kind::Double);
+    let means = want.means().ok_or("not fitted")?;
+    let expected = cosine_distance(&(hard.to_kind(Kind::Double) * columns), &means.index_select(0, &pred));
+    assert!(scores.allclose(&expected, 1e-12, 1e-12, false), "the nnd route's path distance to its nnd class mean");
+    let err = det.fit(&model, &fit, Resources::default()).expect_err("no modules").to_string();
+    assert!(err.contains("controlling modules"), "{err}");
     Ok(())
 }
 

@@ -119,6 +119,23 @@ fn the_paired_bootstrap_is_paired_seeded_and_symmetric() -> TestResult {
 }
 
 #[test]
+fn one_reference_serves_many_comparisons_with_the_bytes_of_each_alone() -> TestResult {
+    // the full route's side of the paired comparisons is computed once per detector and protocol, then compared with
+    // each of its other routes: every comparison, in any order, equals its own `paired` call
+    let (cases, _) = reference()?;
+    let c = &cases[2];
+    let r = metrics::Reference::new(&c.labels, &c.a, 300, 5)?;
+    let t: Vec<f64> = c.b.iter().zip(&c.a).map(|(b, a)| 0.5 * b - a).collect();
+    for b in [&c.b, &t, &c.b, &c.a] {
+        assert_eq!(r.against(&c.labels, b)?, metrics::paired(&c.labels, &c.a, b, 300, 5)?);
+    }
+    let flipped: Vec<bool> = c.labels.iter().map(|l| !l).collect();
+    let e = r.against(&flipped, &c.b).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("reference's images"), "{e}");
+    Ok(())
+}
+
+#[test]
 fn delong_rejects_what_is_not_a_pair() {
     let labels = [true, false, true];
     let e = metrics::delong(&labels, &[0.1, 0.2, 0.3], &[0.1, 0.2]).err().map(|e| e.to_string());

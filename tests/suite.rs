@@ -546,12 +546,15 @@ fn the_class_specific_routes_run_end_to_end_on_a_csg_model() -> TestResult {
 }
 
 #[test]
-fn a_supervised_path_detector_runs_in_a_suite_with_its_seen_row_and_the_path_heatmap() -> TestResult {
+fn path_detectors_run_on_both_kinds_of_path_with_the_seen_row_and_the_path_heatmaps() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let suite = tiny_suite(tmp.path())?;
     let text = std::fs::read_to_string(&suite)?
-        .replace("names = [\"msp\"]", "names = [\"msp\", \"path-rf\"]\ntrain_attack = \"fgsm eps=0.3\"")
-        .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"cdrp\"]");
+        .replace(
+            "names = [\"msp\"]",
+            "names = [\"msp\", \"path-rf\", \"path-class-dist\"]\ntrain_attack = \"fgsm eps=0.3\"",
+        )
+        .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"cdrp\", \"nnd\"]");
     std::fs::write(&suite, text)?;
     let out = tmp.path().join("out");
     run_suite(&suite, &out, &[])?;
@@ -561,9 +564,14 @@ fn a_supervised_path_detector_runs_in_a_suite_with_its_seen_row_and_the_path_hea
     let col = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column {name}"));
     let (det, mode, trained) = (col("detector")?, col("mode")?, col("trained_on")?);
     let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
-    let rf: Vec<&Vec<&str>> = rows.iter().filter(|r| r[det] == "path-rf").collect();
-    assert_eq!(rf.len(), 2, "path-rf on cdrp, one row per attack");
-    assert!(rf.iter().all(|r| r[mode] == "cdrp" && r[trained] == "fgsm eps=0.3"));
+    // each path detector once per kind of path (fitted on that route's paths), one row per attack
+    for name in ["path-rf", "path-class-dist"] {
+        let of: Vec<&Vec<&str>> = rows.iter().filter(|r| r[det] == name).collect();
+        let on = |m: &str| of.iter().filter(|r| r[mode] == m).count();
+        assert_eq!((of.len(), on("cdrp"), on("nnd")), (4, 2, 2), "{name}");
+        let want = if name == "path-rf" { "fgsm eps=0.3" } else { "\"\"" };
+        assert!(of.iter().all(|r| r[trained] == want), "{name} trained on {want}");
+    }
     assert!(rows.iter().filter(|r| r[det] == "msp").all(|r| r[trained] == "\"\""), "msp is oblivious");
     assert!(std::fs::read_to_string(dir.join("table.md"))?.contains("(seen)"));
     let m = manifest(&out)?;
@@ -572,9 +580,9 @@ fn a_supervised_path_detector_runs_in_a_suite_with_its_seen_row_and_the_path_hea
     // the class similarity of the CDRP paths of the 100 fit images, beside the CSS class-mask heatmap
     let rec: advdet::records::SuiteRecord =
         serde_json::from_slice(&std::fs::read(dir.join("records").join("suite.json"))?)?;
-    assert_eq!(rec.paths.len(), 1);
+    assert_eq!(rec.paths.iter().map(|p| p.route.as_str()).collect::<Vec<_>>(), ["cdrp", "nnd"]);
     let p = &rec.paths[0];
-    assert_eq!((p.route.as_str(), p.images, p.similarity.len()), ("cdrp", 100, 10));
+    assert_eq!((p.images, p.similarity.len()), (100, 10));
     assert!(p.open_share > 0.0 && p.open_share < 1.0, "open share {}", p.open_share);
     for (c, row) in p.similarity.iter().enumerate() {
         for (d, v) in row.iter().enumerate() {
@@ -583,5 +591,6 @@ fn a_supervised_path_detector_runs_in_a_suite_with_its_seen_row_and_the_path_hea
         assert!(row[c] == 1.0 || row[c] == 0.0, "a class's path against itself: 1, or 0 when empty");
     }
     assert!(dir.join("paths").join("cdrp-similarity.svg").is_file());
+    assert!(dir.join("paths").join("nnd-similarity.svg").is_file());
     Ok(())
 }

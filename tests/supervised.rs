@@ -47,15 +47,20 @@ fn each_supervised_detector_beats_chance_on_its_training_attack_and_an_unseen_on
     for name in ["mahalanobis-sup", "lid-sup", "kdbu-sup", "path-rf"] {
         let mut det = by_name(name, &cfg)?;
         assert!(det.supervised() && det.needs_fit(), "{name}");
-        // the forest reads CDRP paths; the regressions, the full model's features
+        // the forest reads per-image paths (CDRP's or NND's, one detector per route: here CDRP's); the regressions,
+        // the full model's features
         let route = if name == "path-rf" { RouteKind::Cdrp } else { RouteKind::Full };
-        assert_eq!(det.routes_of(&RouteKind::ALL), [route], "{name}: one route");
-        det.fit(&model, &density)?;
+        let want: &[RouteKind] = if name == "path-rf" { &[RouteKind::Cdrp, RouteKind::Nnd] } else { &[route] };
+        assert_eq!(det.routes_of(&RouteKind::ALL), want, "{name}");
+        assert_eq!(det.fits_per_route(), name == "path-rf", "{name}");
+        det.for_route(route);
+        assert_eq!(det.routes_of(&RouteKind::ALL), [route], "{name}: bound to one route");
+        det.fit(&model, &density, Default::default())?;
         let err = score_batched(det.as_ref(), &model, NONE, route, &test.images.narrow(0, 0, 4), 4)
             .expect_err("scored before the supervised fit")
             .to_string();
         assert!(err.contains("adversarial examples") && err.contains(name), "{name}: {err}");
-        det.fit_supervised(&model, &clean, &train_adv)?;
+        det.fit_supervised(&model, &clean, &train_adv, Default::default())?;
         let clean_scores = score_batched(det.as_ref(), &model, NONE, route, &test.images, 200)?;
         for (which, adv, floor) in [("seen fgsm 0.1", &seen, 0.8), ("unseen pgd 0.2", &unseen, 0.6)] {
             let adv_scores = score_batched(det.as_ref(), &model, NONE, route, adv, 200)?;
@@ -85,13 +90,19 @@ fn supervised_detectors_fit_on_training_images_only() -> TestResult {
     let adv = attack(fgsm(0.1), &model, &test.images, &test.labels)?;
     for name in ["mahalanobis-sup", "lid-sup", "kdbu-sup"] {
         let mut det = by_name(name, &DetectorConfig { fit_size: 400, ..Default::default() })?;
-        let err = det.fit(&model, &test).expect_err("fitting on test images must fail").to_string();
+        let err = det.fit(&model, &test, Default::default()).expect_err("fitting on test images must fail").to_string();
         assert!(err.contains("training"), "{name}: {err}");
-        det.fit(&model, &density)?;
-        let err = det.fit_supervised(&model, &test, &adv).expect_err("test images must be refused").to_string();
+        det.fit(&model, &density, Default::default())?;
+        let err = det
+            .fit_supervised(&model, &test, &adv, Default::default())
+            .expect_err("test images must be refused")
+            .to_string();
         assert!(err.contains("training") && err.contains(name), "{name}: {err}");
         // an attack that fools nothing leaves no positive to fit on
-        let err = det.fit_supervised(&model, &clean, &clean.images).expect_err("no adversarial example").to_string();
+        let err = det
+            .fit_supervised(&model, &clean, &clean.images, Default::default())
+            .expect_err("no adversarial example")
+            .to_string();
         assert!(err.contains("fooled none"), "{name}: {err}");
     }
     Ok(())

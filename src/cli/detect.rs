@@ -248,7 +248,7 @@ pub fn run(a: DetectArgs) -> Result<i32> {
         let fit = fit_split(&data::load(dataset, a.m.data_dir.as_deref(), Split::Train)?, plan.cfg.fit_size);
         eprintln!("fitting on the last {} clean {dataset} training images", fit.len());
         for (det, _) in plan.detectors.iter_mut().filter(|(d, _)| d.needs_fit()) {
-            det.fit(model, &fit)?;
+            det.fit(model, &fit, Default::default())?;
         }
         if let (true, Some(s)) = (plan.uses(RouteKind::Temperature), subnets.as_ref()) {
             let t = advdet::routes::temperature::fit(model, s, &fit.images, a.batch_size)?;

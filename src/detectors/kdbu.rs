@@ -7,7 +7,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::models::{Arch, Model};
 use crate::rng::Rng;
-use crate::routes::RouteKind;
+use crate::routes::{Resources, RouteKind};
 use tch::{Kind, Tensor};
 
 /// Gaussian-kernel `bandwidth` 1.20 (Feinman et al.'s MNIST value), `mc_samples` 50 dropout passes, `dropout` the
@@ -122,7 +122,7 @@ impl Detector for KdBu {
         true
     }
 
-    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+    fn fit(&mut self, model: &Model, clean: &Dataset, _res: Resources) -> Result<()> {
         Self::check_arch(model)?;
         let (feats, logits, labels) = fit_features(self.name(), model, clean, self.fit_size)?;
         let vars = model.vs.variables();

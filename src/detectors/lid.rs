@@ -5,7 +5,7 @@ use super::{fit_features, not_fitted, Detector, DetectorKind, View};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::routes::RouteKind;
+use crate::routes::{Resources, RouteKind};
 use tch::{Kind, Tensor};
 
 /// `k` = 20 neighbours within reference minibatches of `minibatch` = 100 clean images (Ma et al.'s MNIST setting).
@@ -96,7 +96,7 @@ impl Detector for Lid {
         true
     }
 
-    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+    fn fit(&mut self, model: &Model, clean: &Dataset, _res: Resources) -> Result<()> {
         let (feats, logits, _) = fit_features(self.name(), model, clean, self.fit_size)?;
         let n = feats.size()[0];
         let m = self.cfg.minibatch as i64;

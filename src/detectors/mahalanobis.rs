@@ -5,7 +5,7 @@ use super::{fit_features, not_fitted, Detector, DetectorKind, View};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::routes::RouteKind;
+use crate::routes::{Resources, RouteKind};
 use tch::{Kind, Tensor};
 
 /// `shrinkage` blends the tied covariance with a multiple of the identity, `(1 - s) Sigma + s tr(Sigma)/D I`. The
@@ -140,7 +140,7 @@ impl Detector for Mahalanobis {
         true
     }
 
-    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+    fn fit(&mut self, model: &Model, clean: &Dataset, _res: Resources) -> Result<()> {
         let (feats, _, labels) = fit_features(self.name(), model, clean, self.fit_size)?;
         self.fitted = Some(Gaussians::fit(&feats, &labels, clean.num_classes(), &self.cfg)?);
         Ok(())

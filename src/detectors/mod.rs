@@ -20,7 +20,7 @@ pub mod supervised;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::routes::{Pass, RouteKind};
+use crate::routes::{Pass, Resources, RouteKind};
 use tch::{Device, Kind, Tensor};
 
 /// The detectors, by name (the results' `detector` column; suite files and `--detectors` name them so).
@@ -169,8 +169,9 @@ pub trait Detector {
     fn needs_fit(&self) -> bool {
         false
     }
-    /// Fit on clean held-out training images (never test images, never adversarial ones). Default: no fitting.
-    fn fit(&mut self, _model: &Model, _clean: &Dataset) -> Result<()> {
+    /// Fit on clean held-out training images (never test images, never adversarial ones); `res` gives the routes it
+    /// reads what they need. Default: no fitting.
+    fn fit(&mut self, _model: &Model, _clean: &Dataset, _res: Resources) -> Result<()> {
         Ok(())
     }
     /// Whether it is fitted on adversarial examples too (`fit_supervised`, after `fit`): the results name the attack
@@ -180,9 +181,22 @@ pub trait Detector {
     }
     /// Fit on clean held-out training images `clean` (never test images) and their versions `adversarial` under the
     /// suite's training attack (`eval::supervised_split` says which images). Default: nothing to fit.
-    fn fit_supervised(&mut self, _model: &Model, _clean: &Dataset, _adversarial: &Tensor) -> Result<()> {
+    fn fit_supervised(
+        &mut self,
+        _model: &Model,
+        _clean: &Dataset,
+        _adversarial: &Tensor,
+        _res: Resources,
+    ) -> Result<()> {
         Ok(())
     }
+    /// Whether its fit depends on the one route it reads (per-image paths): a suite then builds one per route
+    /// (`for_route`), each fitted on its route's passes.
+    fn fits_per_route(&self) -> bool {
+        false
+    }
+    /// Binds a detector that `fits_per_route` to `route`: it fits on and scores that route only.
+    fn for_route(&mut self, _route: RouteKind) {}
     /// What the supervised fit chose and saw, for the run's log (`None`: nothing to say).
     fn fit_note(&self) -> Option<String> {
         None
@@ -301,7 +315,7 @@ pub fn build(kind: DetectorKind, cfg: &DetectorConfig) -> Result<Box<dyn Detecto
         )),
         DetectorKind::PathRf => Box::new(supervised::Supervised::new(
             kind,
-            Box::new(supervised::CdrpPath),
+            Box::new(supervised::PathGates::default()),
             supervised::Learner::Forest { trees: supervised::FOREST_TREES, seed: cfg.seed },
         )),
     })

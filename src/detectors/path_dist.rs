@@ -1,27 +1,30 @@
 //! Path-class distance, an unsupervised detector on per-input routing paths (the CDRP paper's observation, Wang, Su,
 //! Zhang, Hu, CVPR 2018: adversarial images take paths unlike those of clean images of the class they are classified
 //! as; the paper's own detector is a random forest trained on adversarial paths, which this one is not). Fitted on
-//! clean training images only: the mean CDRP path of each class (by label); the score is the cosine distance
-//! `1 - cos(path, mean path of the class the full model predicts)` over the conv channels' gates. It reads the route's
-//! per-image gates, so it runs on the `cdrp` route only.
+//! clean training images only: the mean path of each class (by label); the score is the cosine distance
+//! `1 - cos(path, mean path of the class the full model predicts)` over the conv channels' gates. It reads a route's
+//! per-image gates: CDRP's learned paths (`cdrp`) or NND's module gates (`nnd`), one detector per route, fitted on that
+//! route's paths of the fit images.
 use super::{not_fitted, Detector, DetectorKind, View};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::routes::cdrp::{conv_columns, paths, CdrpConfig};
-use crate::routes::RouteKind;
+use crate::routes::cdrp::conv_columns;
+use crate::routes::{Pass, Resources, RouteKind};
 use tch::{Kind, Tensor};
 
 #[derive(Debug)]
 pub struct PathClassDist {
     fit_size: usize,
+    /// The route whose paths it reads (`None`: `cdrp`, until a suite binds it).
+    route: Option<RouteKind>,
     /// `[classes, units]`: each class's mean path, fully connected columns zeroed.
     means: Option<Tensor>,
 }
 
 impl PathClassDist {
     pub fn new(fit_size: usize) -> Self {
-        PathClassDist { fit_size, means: None }
+        PathClassDist { fit_size, route: None, means: None }
     }
 
     /// The fitted class mean paths, `[classes, units]`.
@@ -59,12 +62,18 @@ impl Detector for PathClassDist {
         DetectorKind::PathClassDist
     }
     fn runs_on(&self, route: RouteKind) -> bool {
-        route == RouteKind::Cdrp
+        self.route.map_or(route.has_paths(), |r| r == route)
     }
     fn needs_fit(&self) -> bool {
         true
     }
-    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+    fn fits_per_route(&self) -> bool {
+        true
+    }
+    fn for_route(&mut self, route: RouteKind) {
+        self.route = Some(route);
+    }
+    fn fit(&mut self, model: &Model, clean: &Dataset, res: Resources) -> Result<()> {
         if clean.split != Split::Train {
             return Err(Error::config(
                 "fit data",
@@ -73,9 +82,17 @@ impl Detector for PathClassDist {
             ));
         }
         let ds = clean.limit(self.fit_size);
-        let cfg = CdrpConfig::default();
-        let parts: Vec<Tensor> =
-            ds.batches(500, model.device()).map(|(x, _)| paths(model, &x, &cfg)).collect::<Result<_>>()?;
+        let route = crate::routes::build(self.route.unwrap_or(RouteKind::Cdrp), model, res)?;
+        let parts: Vec<Tensor> = ds
+            .batches(500, model.device())
+            .map(|(x, _)| {
+                let _guard = tch::no_grad_guard();
+                let full = Pass::run(model, &x, None);
+                let pass = route.pass(model, &x, &full)?;
+                pass.and_then(|p| p.gates)
+                    .ok_or_else(|| Error::Model("detector path-class-dist needs a route with per-image paths".into()))
+            })
+            .collect::<Result<_>>()?;
         if parts.is_empty() {
             return Err(Error::Missing("detector path-class-dist: no clean training images to fit on".into()));
         }
@@ -85,7 +102,7 @@ impl Detector for PathClassDist {
     fn score(&self, v: &View) -> Result<Tensor> {
         let means = self.means.as_ref().ok_or_else(|| not_fitted("path-class-dist"))?;
         let path = v.route.gates.as_ref().ok_or_else(|| {
-            Error::Model("detector path-class-dist needs a route with per-image paths (the cdrp mode)".into())
+            Error::Model("detector path-class-dist needs a route with per-image paths (the cdrp or nnd mode)".into())
         })?;
         let columns = conv_columns(v.model).to_kind(Kind::Double);
         let pred = v.full.logits.argmax(-1, false);

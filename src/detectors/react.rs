@@ -6,7 +6,7 @@ use super::{fit_features, not_fitted, Detector, DetectorKind, View};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::routes::RouteKind;
+use crate::routes::{Resources, RouteKind};
 use tch::{Kind, Tensor};
 
 /// `percentile` p = 90 as in Sun et al.: the clipping threshold is the p-th percentile of every penultimate activation
@@ -96,7 +96,7 @@ impl Detector for React {
         true
     }
 
-    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+    fn fit(&mut self, model: &Model, clean: &Dataset, _res: Resources) -> Result<()> {
         let (feats, _, _) = fit_features(self.name(), model, clean, self.fit_size)?;
         self.fit_features(&feats)?;
         Ok(())

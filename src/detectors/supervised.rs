@@ -12,7 +12,7 @@ use super::{not_fitted, Detector, DetectorKind, View};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::routes::{Pass, RouteKind};
+use crate::routes::{Pass, Resources, RouteKind};
 use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, RandomForestClassifierParameters};
 use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
@@ -166,6 +166,16 @@ pub trait Features: Send + std::fmt::Debug {
     fn route(&self) -> RouteKind {
         RouteKind::Full
     }
+    /// Whether `features` reads route `route`'s pass.
+    fn reads(&self, route: RouteKind) -> bool {
+        route == self.route()
+    }
+    /// Whether the source reads any of several routes, one per fitted detector (`Detector::fits_per_route`).
+    fn per_route(&self) -> bool {
+        false
+    }
+    /// Binds a `per_route` source to `route`.
+    fn set_route(&mut self, _route: RouteKind) {}
     /// `[B, D]` f64 features of the batch in setting `candidate`.
     fn features(&self, v: &View, candidate: usize) -> Result<Tensor>;
     /// The features in every setting, in order (a source overrides it to share work between settings).
@@ -198,12 +208,11 @@ impl Supervised {
         Supervised { kind, source, learner, fitted: None, rows: (0, 0, None) }
     }
 
-    /// Features of every image of `images` in every setting, with the full model's predictions, in batches.
-    fn all_features(&self, model: &Model, images: &Tensor) -> Result<(Vec<Tensor>, Vec<i64>)> {
+    /// Features of every image of `images` in every setting, in batches.
+    fn all_features(&self, model: &Model, images: &Tensor, res: Resources) -> Result<Vec<Tensor>> {
         let n = images.size()[0];
-        let route = crate::routes::build(self.source.route(), model, Default::default())?;
+        let route = crate::routes::build(self.source.route(), model, res)?;
         let mut parts: Vec<Vec<Tensor>> = (0..self.source.candidates()).map(|_| Vec::new()).collect();
-        let mut pred = Vec::new();
         for start in (0..n).step_by(500) {
             let xs = images.narrow(0, start, 500.min(n - start)).to_device(model.device());
             let full = tch::no_grad(|| Pass::run(model, &xs, None));
@@ -215,9 +224,8 @@ impl Supervised {
             for (acc, f) in parts.iter_mut().zip(self.source.every_candidate(&v)?) {
                 acc.push(f.detach().to_device(Device::Cpu));
             }
-            pred.extend(Vec::<i64>::try_from(full.logits.argmax(-1, false).to_device(Device::Cpu))?);
         }
-        Ok((parts.iter().map(|p| Tensor::cat(p, 0)).collect(), pred))
+        Ok(parts.iter().map(|p| Tensor::cat(p, 0)).collect())
     }
 }
 
@@ -226,13 +234,19 @@ impl Detector for Supervised {
         self.kind
     }
     fn runs_on(&self, route: RouteKind) -> bool {
-        route == self.source.route()
+        self.source.reads(route)
     }
     fn needs_fit(&self) -> bool {
         true
     }
     fn supervised(&self) -> bool {
         true
+    }
+    fn fits_per_route(&self) -> bool {
+        self.source.per_route()
+    }
+    fn for_route(&mut self, route: RouteKind) {
+        self.source.set_route(route)
     }
     fn differentiable(&self) -> bool {
         matches!(self.learner, Learner::Logistic)
@@ -246,7 +260,7 @@ impl Detector for Supervised {
         };
         Some(format!("{}: fitted on {clean} clean and {adv} adversarial training images{setting}", self.name()))
     }
-    fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
+    fn fit(&mut self, model: &Model, clean: &Dataset, _res: Resources) -> Result<()> {
         if clean.split != Split::Train {
             return Err(Error::config("fit data", clean.split, "supervised detectors fit on training images only"));
         }
@@ -255,7 +269,7 @@ impl Detector for Supervised {
 
     /// The rows: the clean images the model gets right (negatives) and the adversarial versions that it gets wrong
     /// (positives), as the test protocol counts them.
-    fn fit_supervised(&mut self, model: &Model, clean: &Dataset, adversarial: &Tensor) -> Result<()> {
+    fn fit_supervised(&mut self, model: &Model, clean: &Dataset, adversarial: &Tensor, res: Resources) -> Result<()> {
         let name = self.name();
         if clean.split != Split::Train {
             return Err(Error::config("fit data", clean.split, format!("{name} fits on training images only")));
@@ -270,8 +284,8 @@ impl Detector for Supervised {
         let labels = clean.label_vec();
         let candidates = self.source.candidates();
         let mut best: Option<(f64, usize, Fitted)> = None;
-        let (clean_features, pc) = self.all_features(model, &clean.images)?;
-        let (adv_features, pa) = self.all_features(model, adversarial)?;
+        let predict = |images: &Tensor| Vec::<i64>::try_from(model.predict(images, 500).to_device(Device::Cpu));
+        let (pc, pa) = (predict(&clean.images)?, predict(adversarial)?);
         let correct: Vec<i64> = (0..labels.len()).filter(|&i| pc[i] == labels[i]).map(|i| i as i64).collect();
         let fooled: Vec<i64> = correct.iter().copied().filter(|&i| pa[i as usize] != labels[i as usize]).collect();
         if fooled.is_empty() {
@@ -283,11 +297,13 @@ impl Detector for Supervised {
         }
         let y: Vec<bool> =
             std::iter::repeat_n(false, correct.len()).chain(std::iter::repeat_n(true, fooled.len())).collect();
+        // features of the rows only: the clean images the model gets right and the adversarial ones it gets wrong
+        let rows =
+            |images: &Tensor, idx: &[i64]| images.index_select(0, &Tensor::from_slice(idx).to_device(images.device()));
+        let clean_features = self.all_features(model, &rows(&clean.images, &correct), res)?;
+        let adv_features = self.all_features(model, &rows(adversarial, &fooled), res)?;
         for (c, (fc, fa)) in clean_features.iter().zip(&adv_features).enumerate() {
-            let x = Tensor::cat(
-                &[fc.index_select(0, &Tensor::from_slice(&correct)), fa.index_select(0, &Tensor::from_slice(&fooled))],
-                0,
-            );
+            let x = Tensor::cat(&[fc, fa], 0);
             let fitted =
                 Fitted::fit(self.learner, &x, &y).map_err(|e| Error::Model(format!("detector {name}: {e}")))?;
             let auroc = match candidates {
@@ -481,7 +497,7 @@ pub struct KdBuPair(pub KdBu);
 
 impl Features for KdBuPair {
     fn fit(&mut self, model: &Model, clean: &Dataset) -> Result<()> {
-        self.0.fit(model, clean)
+        self.0.fit(model, clean, Resources::default())
     }
     fn features(&self, v: &View, _candidate: usize) -> Result<Tensor> {
         let (kd, bu) = self.0.pair(v)?;
@@ -489,21 +505,33 @@ impl Features for KdBuPair {
     }
 }
 
-/// The CDRP paper's detector input: the image's critical data routing path, the gates of every conv channel (the
-/// `cdrp` route's gates; fully connected columns dropped), so `path-rf` runs on the `cdrp` route only.
-#[derive(Debug)]
-pub struct CdrpPath;
+/// The CDRP paper's detector input: the image's routing path, the gates of every conv channel (fully connected columns
+/// dropped) of a route with per-image paths: CDRP's learned gates (`cdrp`, the paper's) or NND's module gates (`nnd`).
+/// One detector per route: the suite binds it (`set_route`); unbound, it reads `cdrp`.
+#[derive(Debug, Default)]
+pub struct PathGates {
+    route: Option<RouteKind>,
+}
 
-impl Features for CdrpPath {
+impl Features for PathGates {
     fn fit(&mut self, _model: &Model, _clean: &Dataset) -> Result<()> {
         Ok(())
     }
     fn route(&self) -> RouteKind {
-        RouteKind::Cdrp
+        self.route.unwrap_or(RouteKind::Cdrp)
+    }
+    fn reads(&self, route: RouteKind) -> bool {
+        self.route.map_or(route.has_paths(), |r| r == route)
+    }
+    fn per_route(&self) -> bool {
+        true
+    }
+    fn set_route(&mut self, route: RouteKind) {
+        self.route = Some(route);
     }
     fn features(&self, v: &View, _candidate: usize) -> Result<Tensor> {
         let path = v.route.gates.as_ref().ok_or_else(|| {
-            Error::Model("detector path-rf needs a route with per-image paths (the cdrp mode)".into())
+            Error::Model("detector path-rf needs a route with per-image paths (the cdrp or nnd mode)".into())
         })?;
         let keep = crate::routes::cdrp::conv_columns(v.model).to_device(path.device()).squeeze_dim(0).nonzero();
         Ok(path.to_kind(Kind::Double).index_select(1, &keep.squeeze_dim(1)))

@@ -98,6 +98,8 @@ pub fn metric_rows(
             .iter()
             .position(|&r| r == RouteKind::Full)
             .or_else(|| routes[d].iter().position(|&r| r == RouteKind::Subnet));
+        // the reference's side of the paired comparisons, per protocol, computed once for all the detector's routes
+        let mut references: Vec<(Protocol, metrics::Reference)> = Vec::new();
         for (r, route) in routes[d].iter().enumerate() {
             for &protocol in &spec.protocols {
                 let set: &ScoredSet = ScoredSet::pick(&pairs[r], protocol);
@@ -125,7 +127,19 @@ pub fn metric_rows(
                     false => None,
                 };
                 let versus_full = match full.filter(|&f| f != r && n_pos > 0 && n_neg > 0) {
-                    Some(f) => Some(versus(routes[d][f], ScoredSet::pick(&pairs[f], protocol), set, spec)?),
+                    Some(f) => {
+                        let reference_set = ScoredSet::pick(&pairs[f], protocol);
+                        let i = match references.iter().position(|(p, _)| *p == protocol) {
+                            Some(i) => i,
+                            None => {
+                                let (labels, scores) = (&reference_set.labels, &reference_set.scores);
+                                let reference = metrics::Reference::new(labels, scores, spec.bootstrap, spec.seed)?;
+                                references.push((protocol, reference));
+                                references.len() - 1
+                            }
+                        };
+                        Some(versus(routes[d][f], reference_set, &references[i].1, set)?)
+                    }
                     None => None,
                 };
                 rows.push(RowRecord {
@@ -145,13 +159,19 @@ pub fn metric_rows(
     Ok(rows)
 }
 
-/// `route` against `full` (the route `against`): one detector's scores of the same images on two routes (protocol_sets picks the images by
-/// the full model's predictions, so both sets hold the same images in the same order).
-fn versus(against: RouteKind, full: &ScoredSet, route: &ScoredSet, spec: &MetricSpec) -> Result<VersusFull> {
+/// `route` against `full` (the route `against`, whose paired side is `reference`): one detector's scores of the same
+/// images on two routes (protocol_sets picks the images by the full model's predictions, so both sets hold the same
+/// images in the same order).
+fn versus(
+    against: RouteKind,
+    full: &ScoredSet,
+    reference: &metrics::Reference,
+    route: &ScoredSet,
+) -> Result<VersusFull> {
     if full.labels != route.labels {
         return Err(crate::error::Error::Model("a route's image set differs from the full model's".into()));
     }
-    let p = metrics::paired(&route.labels, &full.scores, &route.scores, spec.bootstrap, spec.seed)?;
+    let p = reference.against(&route.labels, &route.scores)?;
     Ok(VersusFull {
         against,
         delta_auroc: p.delong.delta,

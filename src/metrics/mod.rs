@@ -9,7 +9,7 @@ mod sort;
 
 pub use bootstrap::bootstrap;
 pub(crate) use bootstrap::quantile;
-pub use paired::{delong, holm, normal_test, paired, DeLong, Paired};
+pub use paired::{delong, holm, normal_test, paired, DeLong, Paired, Reference};
 
 use crate::error::Error;
 use roc::{Sorted, Unit};

@@ -95,20 +95,34 @@ fn cov(x: &[f64], y: &[f64]) -> f64 {
 /// `p` 0 otherwise.
 pub fn delong(labels: &[bool], a: &[f64], b: &[f64]) -> crate::Result<DeLong> {
     validate_pair(labels, a, b)?;
-    let split = |s: &[f64]| -> (Vec<f64>, Vec<f64>) {
-        let pos = labels.iter().zip(s).filter(|(&l, _)| l).map(|(_, &v)| v).collect();
-        let neg = labels.iter().zip(s).filter(|(&l, _)| !l).map(|(_, &v)| v).collect();
-        (pos, neg)
-    };
-    let ((pa, na), (pb, nb)) = (split(a), split(b));
-    let (auc_a, v10a, v01a) = components(&pa, &na);
-    let (auc_b, v10b, v01b) = components(&pb, &nb);
-    let (m, n) = (pa.len() as f64, na.len() as f64);
-    let s = |x10: &[f64], y10: &[f64], x01: &[f64], y01: &[f64]| cov(x10, y10) / m + cov(x01, y01) / n;
-    let variance = s(&v10a, &v10a, &v01a, &v01a) + s(&v10b, &v10b, &v01b, &v01b) - 2.0 * s(&v10a, &v10b, &v01a, &v01b);
-    let delta = auc_b - auc_a;
-    let (z, p) = normal_test(delta, variance.max(0.0).sqrt());
-    Ok(DeLong { auroc_a: auc_a, auroc_b: auc_b, delta, variance: variance.max(0.0), z, p })
+    Ok(Components::new(labels, a).delong(&Components::new(labels, b)))
+}
+
+/// One score vector's AUROC and structural components (`components`), split by class.
+struct Components {
+    auroc: f64,
+    v10: Vec<f64>,
+    v01: Vec<f64>,
+}
+
+impl Components {
+    fn new(labels: &[bool], s: &[f64]) -> Self {
+        let pos: Vec<f64> = labels.iter().zip(s).filter(|(&l, _)| l).map(|(_, &v)| v).collect();
+        let neg: Vec<f64> = labels.iter().zip(s).filter(|(&l, _)| !l).map(|(_, &v)| v).collect();
+        let (auroc, v10, v01) = components(&pos, &neg);
+        Components { auroc, v10, v01 }
+    }
+
+    /// DeLong's test of `b.auroc - self.auroc`.
+    fn delong(&self, b: &Components) -> DeLong {
+        let (m, n) = (self.v10.len() as f64, self.v01.len() as f64);
+        let s = |x10: &[f64], y10: &[f64], x01: &[f64], y01: &[f64]| cov(x10, y10) / m + cov(x01, y01) / n;
+        let variance = s(&self.v10, &self.v10, &self.v01, &self.v01) + s(&b.v10, &b.v10, &b.v01, &b.v01)
+            - 2.0 * s(&self.v10, &b.v10, &self.v01, &b.v01);
+        let delta = b.auroc - self.auroc;
+        let (z, p) = normal_test(delta, variance.max(0.0).sqrt());
+        DeLong { auroc_a: self.auroc, auroc_b: b.auroc, delta, variance: variance.max(0.0), z, p }
+    }
 }
 
 /// The z statistic `delta / se` and its two-sided normal p. A variance at or below rounding (it is a difference of
@@ -187,26 +201,96 @@ pub fn resample_deltas(
 /// evaluated on that one resample of images, so every comparison with the same seed over the same images shares its
 /// resamples. With `n_resamples` 0 the intervals are the point differences.
 pub fn paired(labels: &[bool], a: &[f64], b: &[f64], n_resamples: usize, seed: u64) -> crate::Result<Paired> {
-    let delong = delong(labels, a, b)?;
+    validate_pair(labels, a, b)?;
+    Reference::new(labels, a, n_resamples, seed)?.against(labels, b)
+}
+
+/// The side `a` of paired comparisons, computed once for any number of `b`s on the same images (one detector's full
+/// route against each of its other routes): its DeLong components and its (auroc, tpr_at_fpr_5) on every resample.
+/// `against` gives the bytes `paired` gives.
+pub struct Reference {
+    labels: Vec<bool>,
+    components: Components,
+    tpr: f64,
+    /// Per resample, a's (auroc, tpr_at_fpr_5).
+    resampled: Vec<(f64, f64)>,
+    seed: u64,
+}
+
+impl Reference {
+    pub fn new(labels: &[bool], a: &[f64], n_resamples: usize, seed: u64) -> crate::Result<Self> {
+        validate(labels, a)?;
+        let ra = Resampleable::new(labels, a);
+        let (_, tpr) = ra.metrics(&ones(labels, true), &ones(labels, false), &mut Vec::new(), &mut Vec::new());
+        let resampled = resample(labels, n_resamples, seed, |cp, cn, wp, wn| ra.metrics(cp, cn, wp, wn));
+        Ok(Reference { labels: labels.to_vec(), components: Components::new(labels, a), tpr, resampled, seed })
+    }
+
+    /// The comparison of `b`, scores of the reference's images, with the reference.
+    pub fn against(&self, labels: &[bool], b: &[f64]) -> crate::Result<Paired> {
+        if labels != self.labels.as_slice() {
+            return Err(Error::config(
+                "paired scores",
+                format!("{} labels", labels.len()),
+                "a paired comparison needs the reference's images, in its order",
+            ));
+        }
+        validate(labels, b)?;
+        let delong = self.components.delong(&Components::new(labels, b));
+        let rb = Resampleable::new(labels, b);
+        let (_, tpr_b) = rb.metrics(&ones(labels, true), &ones(labels, false), &mut Vec::new(), &mut Vec::new());
+        let delta_tpr = tpr_b - self.tpr;
+        if self.resampled.is_empty() {
+            return Ok(Paired {
+                delong,
+                delta_auroc_lo: delong.delta,
+                delta_auroc_hi: delong.delta,
+                delta_tpr_at_fpr_5: delta_tpr,
+                delta_tpr_at_fpr_5_lo: delta_tpr,
+                delta_tpr_at_fpr_5_hi: delta_tpr,
+            });
+        }
+        let of_b = resample(labels, self.resampled.len(), self.seed, |cp, cn, wp, wn| rb.metrics(cp, cn, wp, wn));
+        let samples: Vec<(f64, f64)> = self
+            .resampled
+            .iter()
+            .zip(&of_b)
+            .map(|((auc_a, tpr_a), (auc_b, tpr_b))| (auc_b - auc_a, tpr_b - tpr_a))
+            .collect();
+        let interval = |pick: fn(&(f64, f64)) -> f64| {
+            let mut v: Vec<f64> = samples.iter().map(pick).collect();
+            v.sort_unstable_by(f64::total_cmp);
+            (quantile(&v, LO_Q), quantile(&v, HI_Q))
+        };
+        let (alo, ahi) = interval(|s| s.0);
+        let (tlo, thi) = interval(|s| s.1);
+        Ok(Paired {
+            delong,
+            delta_auroc_lo: alo,
+            delta_auroc_hi: ahi,
+            delta_tpr_at_fpr_5: delta_tpr,
+            delta_tpr_at_fpr_5_lo: tlo,
+            delta_tpr_at_fpr_5_hi: thi,
+        })
+    }
+}
+
+/// One count of every image of the class `positive`.
+fn ones(labels: &[bool], positive: bool) -> Vec<u32> {
+    vec![1u32; labels.iter().filter(|&&l| l == positive).count()]
+}
+
+/// `eval` on each of `n_resamples` resamples of images: resample `r` draws the adversarial, then the clean images'
+/// counts (by image, in input order) from `Rng::stream(seed, r)`.
+fn resample(
+    labels: &[bool],
+    n_resamples: usize,
+    seed: u64,
+    eval: impl Fn(&[u32], &[u32], &mut Vec<u32>, &mut Vec<u32>) -> (f64, f64) + Sync,
+) -> Vec<(f64, f64)> {
     let n_pos = labels.iter().filter(|&&l| l).count();
     let n_neg = labels.len() - n_pos;
-    let (ra, rb) = (Resampleable::new(labels, a), Resampleable::new(labels, b));
-    let (ones_p, ones_n) = (vec![1u32; n_pos], vec![1u32; n_neg]);
-    let (mut wp, mut wn) = (Vec::new(), Vec::new());
-    let (_, tpr_a) = ra.metrics(&ones_p, &ones_n, &mut wp, &mut wn);
-    let (_, tpr_b) = rb.metrics(&ones_p, &ones_n, &mut wp, &mut wn);
-    let delta_tpr = tpr_b - tpr_a;
-    if n_resamples == 0 {
-        return Ok(Paired {
-            delong,
-            delta_auroc_lo: delong.delta,
-            delta_auroc_hi: delong.delta,
-            delta_tpr_at_fpr_5: delta_tpr,
-            delta_tpr_at_fpr_5_lo: delta_tpr,
-            delta_tpr_at_fpr_5_hi: delta_tpr,
-        });
-    }
-    let samples: Vec<(f64, f64)> = (0..n_resamples)
+    (0..n_resamples)
         .into_par_iter()
         .map_init(
             || (vec![0u32; n_pos], vec![0u32; n_neg], Vec::new(), Vec::new()),
@@ -214,27 +298,10 @@ pub fn paired(labels: &[bool], a: &[f64], b: &[f64], n_resamples: usize, seed: u
                 let mut rng = Rng::stream(seed, r as u64);
                 draw_counts(&mut rng, cp);
                 draw_counts(&mut rng, cn);
-                let (auc_a, tpr_a) = ra.metrics(cp, cn, wp, wn);
-                let (auc_b, tpr_b) = rb.metrics(cp, cn, wp, wn);
-                (auc_b - auc_a, tpr_b - tpr_a)
+                eval(cp, cn, wp, wn)
             },
         )
-        .collect();
-    let interval = |pick: fn(&(f64, f64)) -> f64| {
-        let mut v: Vec<f64> = samples.iter().map(pick).collect();
-        v.sort_unstable_by(f64::total_cmp);
-        (quantile(&v, LO_Q), quantile(&v, HI_Q))
-    };
-    let (alo, ahi) = interval(|s| s.0);
-    let (tlo, thi) = interval(|s| s.1);
-    Ok(Paired {
-        delong,
-        delta_auroc_lo: alo,
-        delta_auroc_hi: ahi,
-        delta_tpr_at_fpr_5: delta_tpr,
-        delta_tpr_at_fpr_5_lo: tlo,
-        delta_tpr_at_fpr_5_hi: thi,
-    })
+        .collect()
 }
 
 /// Holm's step-down adjustment (Holm, Scand. J. Statist. 1979) of a family of p-values, in their input order: the

@@ -111,6 +111,11 @@ impl RouteKind {
         )
     }
 
+    /// Whether the route gives each image its own path (`Pass::gates` per image): what path detectors read.
+    pub fn has_paths(self) -> bool {
+        matches!(self, RouteKind::Cdrp | RouteKind::Nnd)
+    }
+
     /// Whether the route reads the gate matrix of a model trained with class-specific gates.
     pub fn needs_class_gates(self) -> bool {
         matches!(self, RouteKind::Csg | RouteKind::CsgBinary)

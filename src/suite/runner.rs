@@ -350,7 +350,7 @@ fn run_variant(
         let attack = match &job.attack {
             AttackSpec::Adaptive(spec) => {
                 let (d, r) = target_of(&slots, spec)?;
-                slots[d].ensure_fitted(ctx, model, data)?;
+                slots[d].ensure_fitted(ctx, model, data, sub)?;
                 let (threshold, scale) = operating[d][r];
                 let slot = &slots[d];
                 let target = AttackTarget {
@@ -397,15 +397,15 @@ fn run_variant(
 /// The slot and route index of an adaptive job's detector and mode (the suite checked both at parse time).
 fn target_of(slots: &[DetectorSlot], spec: &AdaptiveSpec) -> Result<(usize, usize)> {
     let (det, mode) = (spec.detector.as_deref().unwrap_or(""), spec.mode.as_deref().unwrap_or(""));
-    let d = slots
+    // a detector fitted per route (path detectors) has one slot per route
+    let of_kind: Vec<usize> = (0..slots.len()).filter(|&d| slots[d].kind.as_str() == det).collect();
+    if of_kind.is_empty() {
+        return Err(Error::Missing(format!("the adaptive attack's detector {det} is not scored by the suite")));
+    }
+    of_kind
         .iter()
-        .position(|s| s.kind.as_str() == det)
-        .ok_or_else(|| Error::Missing(format!("the adaptive attack's detector {det} is not scored by the suite")))?;
-    let r =
-        slots[d].routes.iter().position(|m| m.as_str() == mode).ok_or_else(|| {
-            Error::Missing(format!("the adaptive attack's detector {det} is not scored on mode {mode}"))
-        })?;
-    Ok((d, r))
+        .find_map(|&d| slots[d].routes.iter().position(|m| m.as_str() == mode).map(|r| (d, r)))
+        .ok_or_else(|| Error::Missing(format!("the adaptive attack's detector {det} is not scored on mode {mode}")))
 }
 
 /// The seconds of only the model passes the scoring made over `sets` (every detector on its routes).

@@ -31,21 +31,49 @@ pub struct DetectorSlot {
 }
 
 impl DetectorSlot {
+    /// The detector's name, with its route for one fitted per route.
+    fn label(&self) -> String {
+        match (self.detector.fits_per_route(), self.routes.first()) {
+            (true, Some(r)) => format!("{} ({r})", self.kind),
+            _ => self.kind.to_string(),
+        }
+    }
+
     /// Fits the detector on the clean held-out images unless done (scoring fits lazily; an attack needs it fitted); a
     /// supervised one on the first half of them, then on the second half and its versions under the training attack.
-    pub fn ensure_fitted(&mut self, ctx: &mut Ctx, model: &ModelStage, data: &DataStage) -> Result<()> {
+    pub fn ensure_fitted(
+        &mut self,
+        ctx: &mut Ctx,
+        model: &ModelStage,
+        data: &DataStage,
+        sub: &SubnetStage,
+    ) -> Result<()> {
         if !self.fitted && self.detector.needs_fit() {
             let fit_start = Instant::now();
+            // the training attack is tallied under attacks, not under fit
+            let attacks_before = ctx.tally("attacks").1;
             match (self.detector.supervised(), ctx.suite.train_attack.clone()) {
-                (false, _) => self.detector.fit(&model.model, &data.fit)?,
+                (false, _) => {
+                    self.detector.fit(&model.model, &data.fit, ctx.resources(model, sub))?;
+                    ctx.say(&format!(
+                        "{}: fitted on {} clean training images in {:.1} s",
+                        self.label(),
+                        data.fit.len(),
+                        fit_start.elapsed().as_secs_f64()
+                    ));
+                }
                 (true, Some(job)) => {
                     let (density, _) = eval::supervised_split(&data.fit);
-                    self.detector.fit(&model.model, &density)?;
+                    self.detector.fit(&model.model, &density, ctx.resources(model, sub))?;
                     let (clean, adversarial) = train_attack_stage(ctx, &job, data, model)?;
-                    self.detector.fit_supervised(&model.model, &clean, &adversarial)?;
-                    if let Some(note) = self.detector.fit_note() {
-                        ctx.say(&format!("{note}; trained on {}", job_label(&job)));
-                    }
+                    self.detector.fit_supervised(&model.model, &clean, &adversarial, ctx.resources(model, sub))?;
+                    let note = self.detector.fit_note().unwrap_or_else(|| format!("{}: fitted", self.kind));
+                    let took = fit_start.elapsed().as_secs_f64();
+                    let on = match self.detector.fits_per_route() {
+                        true => format!(" on the {} paths", self.routes.first().map_or("", |r| r.as_str())),
+                        false => String::new(),
+                    };
+                    ctx.say(&format!("{note}{on}; trained on {} ({took:.1} s)", job_label(&job)));
                 }
                 (true, None) => {
                     return Err(Error::Missing(format!(
@@ -54,7 +82,8 @@ impl DetectorSlot {
                     )))
                 }
             }
-            ctx.record("fit", true, fit_start);
+            let attacking = ctx.tally("attacks").1 - attacks_before;
+            ctx.record_seconds("fit", 1, 0, fit_start.elapsed().as_secs_f64() - attacking);
         }
         self.fitted = true;
         Ok(())
@@ -64,36 +93,59 @@ impl DetectorSlot {
 /// Every detector of the suite with the routes it runs on (the suite's routes it supports).
 pub fn detector_slots(ctx: &Ctx, data: &DataStage, model: &ModelStage, sub: &SubnetStage) -> Result<Vec<DetectorSlot>> {
     let s = ctx.suite;
-    s.detectors
-        .iter()
-        .map(|&kind| {
-            let detector = detectors::build(kind, &s.detector_config)?;
-            let routes = detector.routes_of(&s.modes);
-            let mut key = KeyBuilder::new("detector")
-                .part("name", kind)
-                .json("config", &s.detector_config)
-                .json("modes", &routes)
-                .part("model", model.scoring_key())
-                .part("subnets", &sub.key)
-                .part("data", &data.key)
-                .part("device", ctx.device_kind());
-            if routes.contains(&RouteKind::Subspace) {
-                key = key.part("subspace_k", s.subspace_k);
-            }
-            if let (true, Some((_, nnd))) = (routes.contains(&RouteKind::Nnd), &ctx.nnd) {
-                key = key.part("nnd", nnd);
-            }
-            let trained_on = match (detector.supervised(), &s.train_attack) {
-                (true, Some(job)) => {
-                    key = key.json("train_attack", &job.attack);
-                    Some(job_label(job))
+    let mut slots = Vec::new();
+    for &kind in &s.detectors {
+        let detector = detectors::build(kind, &s.detector_config)?;
+        let routes = detector.routes_of(&s.modes);
+        match detector.fits_per_route() {
+            // one detector per route, each fitted on its own route's passes
+            true => {
+                for route in routes {
+                    let mut detector = detectors::build(kind, &s.detector_config)?;
+                    detector.for_route(route);
+                    slots.push(slot(ctx, data, model, sub, kind, detector, vec![route])?);
                 }
-                _ => None,
-            };
-            let key = key.finish();
-            Ok(DetectorSlot { kind, detector, routes, key, trained_on, fitted: false })
-        })
-        .collect()
+            }
+            false => slots.push(slot(ctx, data, model, sub, kind, detector, routes)?),
+        }
+    }
+    Ok(slots)
+}
+
+/// The slot of `detector` on `routes`, with its key.
+fn slot(
+    ctx: &Ctx,
+    data: &DataStage,
+    model: &ModelStage,
+    sub: &SubnetStage,
+    kind: DetectorKind,
+    detector: Box<dyn Detector>,
+    routes: Vec<RouteKind>,
+) -> Result<DetectorSlot> {
+    let s = ctx.suite;
+    let mut key = KeyBuilder::new("detector")
+        .part("name", kind)
+        .json("config", &s.detector_config)
+        .json("modes", &routes)
+        .part("model", model.scoring_key())
+        .part("subnets", &sub.key)
+        .part("data", &data.key)
+        .part("device", ctx.device_kind());
+    if routes.contains(&RouteKind::Subspace) {
+        key = key.part("subspace_k", s.subspace_k);
+    }
+    if let (true, Some((_, nnd))) = (routes.contains(&RouteKind::Nnd), &ctx.nnd) {
+        key = key.part("nnd", nnd);
+    }
+    let trained_on = match (detector.supervised(), &s.train_attack) {
+        (true, Some(job)) => {
+            key = key.json("train_attack", &job.attack);
+            Some(job_label(job))
+        }
+        _ => None,
+    };
+    let key = key.finish();
+    Ok(DetectorSlot { kind, detector, routes, key, trained_on, fitted: false })
 }
 
 /// Scores of `images` by every detector on each of its routes, `[detector][route] -> scores`, and the full model's
@@ -115,9 +167,11 @@ fn scores_stage(
     let start = Instant::now();
     let stages: Vec<_> = keys.iter().map(|k| ctx.cache.stage(stage_name, k)).collect();
     let todo: Vec<usize> = (0..slots.len()).filter(|&d| !stages[d].is_done()).collect();
+    // fitting is tallied as its own stage, not as scoring
+    let fit_before = ctx.tally("fit").1;
     if !todo.is_empty() {
         for &d in &todo {
-            slots[d].ensure_fitted(ctx, model, data)?;
+            slots[d].ensure_fitted(ctx, model, data, sub)?;
         }
         let scorings: Vec<Scoring> = todo
             .iter()
@@ -136,7 +190,7 @@ fn scores_stage(
             &scored,
         );
         let pred = Tensor::from_slice(&scored.pred);
-        let seconds = start.elapsed().as_secs_f64() / todo.len() as f64;
+        let seconds = (start.elapsed().as_secs_f64() - (ctx.tally("fit").1 - fit_before)) / todo.len() as f64;
         for (&d, per_route) in todo.iter().zip(&scored.scores) {
             let stage = &stages[d];
             stage.create()?;
@@ -162,7 +216,8 @@ fn scores_stage(
         Some(p) => p,
         None => Vec::<i64>::try_from(model.model.predict(images, ctx.suite.batch_size as i64).to_kind(Kind::Int64))?,
     };
-    ctx.record_many("scores", todo.len(), slots.len() - todo.len(), start);
+    let seconds = start.elapsed().as_secs_f64() - (ctx.tally("fit").1 - fit_before);
+    ctx.record_seconds("scores", todo.len(), slots.len() - todo.len(), seconds);
     Ok((all, pred))
 }
 

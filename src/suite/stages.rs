@@ -74,6 +74,11 @@ impl<'a> Ctx<'a> {
 
     /// Records `computed` and `cached` instances of `stage` that took the time since `start` together.
     pub fn record_many(&mut self, stage: &'static str, computed: usize, cached: usize, start: Instant) {
+        self.record_seconds(stage, computed, cached, start.elapsed().as_secs_f64());
+    }
+
+    /// Records `computed` and `cached` instances of `stage` that took `seconds` together.
+    pub fn record_seconds(&mut self, stage: &'static str, computed: usize, cached: usize, seconds: f64) {
         let e = self.stats.entry(stage).or_insert_with(|| StageTime {
             stage: stage.to_string(),
             computed: 0,
@@ -82,7 +87,7 @@ impl<'a> Ctx<'a> {
         });
         e.computed += computed;
         e.cached += cached;
-        e.seconds += start.elapsed().as_secs_f64();
+        e.seconds += seconds;
     }
 
     pub fn stage_times(&self) -> Vec<StageTime> {
