@@ -529,6 +529,28 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
     Ok(())
 }
 
+#[test]
+fn squeezing_shares_the_full_networks_forward_of_each_squeezed_copy_and_changes_no_score() -> TestResult {
+    // the full model, the temperature control and the feature subspace run the full network itself: squeezing's two
+    // squeezed copies go through it once per batch for all three, and each route's scores are the bytes it gets alone
+    let model = load_lenet_mnist();
+    let (fit, test) = fit_and_test(100)?;
+    let ones = all_ones(&model);
+    let subspaces = Subspaces::fit(&model, &fit.images, &fit.labels, 40, 256)?;
+    let res =
+        Resources { subnets: Some(&ones), temperature: Some(1.5), subspaces: Some(&subspaces), ..Default::default() };
+    let dets = vec![by_name("squeeze", &DetectorConfig::default())?];
+    let routes = [RouteKind::Full, RouteKind::Subspace, RouteKind::Temperature, RouteKind::Subnet];
+    let all = advdet::eval::score_images(&model, res, &scorings(&dets, &routes), &test.images, 40, "all")?;
+    // per batch (3): four route passes, two squeezed forwards of the full network, two of the subnet's
+    assert_eq!(all.forwards, 3 * (4 + 2 + 2));
+    for (j, &r) in routes.iter().enumerate() {
+        let alone = advdet::eval::score_images(&model, res, &scorings(&dets, &[r]), &test.images, 40, "one")?;
+        assert_eq!(alone.scores[0][0], all.scores[0][j], "squeeze on {r}");
+    }
+    Ok(())
+}
+
 /// The scorings of `dets` on the routes of `routes` each runs on.
 fn scorings<'a>(dets: &'a [Box<dyn detectors::Detector>], routes: &[RouteKind]) -> Vec<advdet::eval::Scoring<'a>> {
     dets.iter().map(|d| advdet::eval::Scoring { detector: d.as_ref(), routes: d.routes_of(routes) }).collect()

@@ -7,6 +7,7 @@ mod common;
 use advdet::data::{self, DatasetName, Split};
 use advdet::detectors::path_dist::{cosine_distance, PathClassDist};
 use advdet::detectors::{by_name, DetectorConfig, View};
+use advdet::models::{Arch, Model};
 use advdet::routes::nnd::{open_share, Nnd, NndConfig};
 use advdet::routes::{self, Pass, Resources, RouteKind};
 use common::{load_lenet_mnist, TestResult};
@@ -73,6 +74,38 @@ fn nnd_gates_are_binary_paths_that_close_channels_and_keep_the_accuracy() -> Tes
     assert!(scores.allclose(&expected, 1e-12, 1e-12, false), "the nnd route's path distance to its nnd class mean");
     let err = det.fit(&model, &fit, Resources::default()).expect_err("no modules").to_string();
     assert!(err.contains("controlling modules"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn nnd_runs_on_every_conv_architecture() -> TestResult {
+    // VGG-small and ResNet-20 (untrained, on random colour images): one module per conv layer, binary gates of the
+    // gate layout's width with the fully connected units at 1, a training epoch with a finite loss, and the route's pass
+    for arch in [Arch::VggSmall, Arch::Resnet20] {
+        let mut model = Model::new(arch, Device::Cpu);
+        model.freeze();
+        let (c, h, w) = arch.input_shape();
+        tch::manual_seed(1);
+        let xs = Tensor::rand([64, c, h, w], (Kind::Float, Device::Cpu));
+        let ys = Tensor::randint(10, [64], (Kind::Int64, Device::Cpu));
+        let mut nnd = Nnd::new(&model, NndConfig { batch_size: 32, ..Default::default() })?;
+        let losses = nnd.fit(&model, &xs, &ys)?;
+        assert!(losses.len() == 1 && losses[0].is_finite(), "{arch}: {losses:?}");
+        let gates = nnd.gates(&model, &xs);
+        assert_eq!(gates.size(), [64, model.gate_layout().units()], "{arch}");
+        assert!(gates.eq(0.0).logical_or(&gates.eq(1.0)).all().int64_value(&[]) == 1, "{arch}: 0/1 gates");
+        let conv = advdet::routes::cdrp::conv_columns(&model).to_kind(Kind::Float);
+        let others: Tensor = conv.ones_like() - &conv;
+        let fc = (&gates * &others).sum(Kind::Float).double_value(&[]);
+        let want = others.sum(Kind::Float).double_value(&[]) * 64.0;
+        assert_eq!(fc, want, "{arch}: fully connected units keep gate 1");
+        let route = routes::build(RouteKind::Nnd, &model, Resources { nnd: Some(&nnd), ..Default::default() })?;
+        let _guard = tch::no_grad_guard();
+        let full = Pass::run(&model, &xs, None);
+        let pass = route.pass(&model, &xs, &full)?.expect("a pass");
+        assert_eq!(pass.logits.size(), [64, 10], "{arch}");
+        assert!(pass.gates.as_ref().expect("the path").equal(&gates), "{arch}");
+    }
     Ok(())
 }
 

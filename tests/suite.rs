@@ -592,5 +592,18 @@ fn path_detectors_run_on_both_kinds_of_path_with_the_seen_row_and_the_path_heatm
     }
     assert!(dir.join("paths").join("cdrp-similarity.svg").is_file());
     assert!(dir.join("paths").join("nnd-similarity.svg").is_file());
+    // a damaged cache of NND's modules: exit 2 naming the file, and the last results left as they were
+    let before = results(&out)?;
+    let cache = dir.join("cache");
+    let stage = std::fs::read_dir(&cache)?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("nnd-"))
+        .ok_or("no nnd stage in the cache")?;
+    std::fs::write(stage.path().join("nnd.safetensors"), b"not a safetensors file")?;
+    let args = ["run", suite.to_str().ok_or("path")?, "--out", out.to_str().ok_or("path")?, "--device", "cpu"];
+    let (code, _, stderr) = run_advdet(&args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("nnd.safetensors") && stderr.contains("unreadable nnd modules"), "{stderr}");
+    assert_eq!(results(&out)?, before, "nothing half-written");
     Ok(())
 }

@@ -127,12 +127,16 @@ impl Squeeze {
     /// The score, each squeezer straight-through (`x + (s(x) - x)` with the difference detached) with `bpda`.
     fn distances(&self, v: &View, bpda: bool) -> Tensor {
         let bits = self.cfg.bits_for(v.xs.size()[1]);
-        let squeezed = [bit_depth(v.xs, bits), median_filter(v.xs, self.cfg.median)];
+        let squeezed = [
+            (format!("squeeze bit depth {bits}"), bit_depth(v.xs, bits)),
+            (format!("squeeze median {}", self.cfg.median), median_filter(v.xs, self.cfg.median)),
+        ];
         let distances: Vec<Tensor> = squeezed
             .iter()
-            .map(|s| {
+            .map(|(name, s)| {
                 let s = if bpda { v.xs + (s - v.xs).detach() } else { s.shallow_clone() };
-                l1_softmax(&v.route.logits, &v.route.forward(v.model, &s).1)
+                // the routes that run the full network itself share its forward of each squeezed copy
+                l1_softmax(&v.route.logits, &v.route.forward_shared(v.model, v.full, name, &s).1)
             })
             .collect();
         Tensor::stack(&distances, 0).amax([0].as_slice(), false)

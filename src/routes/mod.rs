@@ -20,6 +20,7 @@ pub mod wrong_class;
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::subnet::Subnets;
+use std::cell::RefCell;
 use tch::Tensor;
 
 /// The routes a suite or `advdet detect` can run, by name (the results' `mode` column).
@@ -173,6 +174,8 @@ pub struct Pass {
     /// `[B, D]`: the penultimate features the route keeps (the `subspace` route); `forward` and `head` mask by it too.
     feature_mask: Option<Tensor>,
     graph: Option<Graph>,
+    /// The full network's (features, logits) of transformed copies of this batch, by name (`forward_shared`).
+    shared: RefCell<Vec<(String, Tensor, Tensor)>>,
 }
 
 /// The input (requiring its gradient) and the graph-carrying outputs of a pass.
@@ -186,13 +189,21 @@ impl Pass {
     /// The forward of `xs` through `model` with `gates` (eval mode; gradients as the caller's guard says).
     pub fn run(model: &Model, xs: &Tensor, gates: Option<Tensor>) -> Pass {
         let (features, logits) = model.forward_eval(xs, gates.as_ref());
-        Pass { logits, features, gates, temperature: None, feature_mask: None, graph: None }
+        Pass { logits, features, gates, temperature: None, feature_mask: None, graph: None, shared: Default::default() }
     }
 
     /// A pass from given outputs (no gates, no temperature, no graph): for tests and reference checks that score fixed
     /// logits, never for the evaluation path.
     pub fn from_outputs(logits: Tensor, features: Tensor) -> Pass {
-        Pass { logits, features, gates: None, temperature: None, feature_mask: None, graph: None }
+        Pass {
+            logits,
+            features,
+            gates: None,
+            temperature: None,
+            feature_mask: None,
+            graph: None,
+            shared: Default::default(),
+        }
     }
 
     /// The full model's forward of `xs` with its logits divided by `temperature`.
@@ -205,6 +216,7 @@ impl Pass {
             temperature: Some(temperature),
             feature_mask: None,
             graph: None,
+            shared: Default::default(),
         }
     }
 
@@ -214,13 +226,51 @@ impl Pass {
         let (features, _) = model.forward_eval(xs, None);
         let features = features * &mask;
         let logits = model.head(&features);
-        Pass { logits, features, gates: None, temperature: None, feature_mask: Some(mask), graph: None }
+        Pass {
+            logits,
+            features,
+            gates: None,
+            temperature: None,
+            feature_mask: Some(mask),
+            graph: None,
+            shared: Default::default(),
+        }
     }
 
     /// The same network on other inputs (the gates and temperature of this pass): for detectors that perturb their
     /// input.
     pub fn forward(&self, model: &Model, xs: &Tensor) -> (Tensor, Tensor) {
         let (features, logits) = model.forward_eval(xs, self.gates.as_ref());
+        self.finish(model, features, logits)
+    }
+
+    /// `forward` of `xs`, a copy of this batch transformed as `name` says (a squeezer), with the full network's forward
+    /// of it shared through `full` (the full model's pass over the batch) by the routes that run the full network
+    /// itself (the full model, the temperature control, the feature subspace): the first runs it, the others reuse it,
+    /// with the bytes `forward` gives. Gated routes, and inputs that carry a gradient, run their own.
+    pub fn forward_shared(&self, model: &Model, full: &Pass, name: &str, xs: &Tensor) -> (Tensor, Tensor) {
+        if self.gates.is_some() || xs.requires_grad() {
+            return self.forward(model, xs);
+        }
+        let known = full
+            .shared
+            .borrow()
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, f, l)| (f.shallow_clone(), l.shallow_clone()));
+        let (features, logits) = match known {
+            Some(out) => out,
+            None => {
+                let (f, l) = model.forward_eval(xs, None);
+                full.shared.borrow_mut().push((name.to_string(), f.shallow_clone(), l.shallow_clone()));
+                (f, l)
+            }
+        };
+        self.finish(model, features, logits)
+    }
+
+    /// This route's outputs from its network's `features` and `logits`: the feature mask and the temperature applied.
+    fn finish(&self, model: &Model, features: Tensor, logits: Tensor) -> (Tensor, Tensor) {
         let (features, logits) = match &self.feature_mask {
             Some(m) => {
                 let f = features * m;
@@ -260,6 +310,7 @@ impl Pass {
             temperature: p.temperature,
             feature_mask: p.feature_mask,
             graph: Some(Graph { input, features: p.features, logits: p.logits }),
+            shared: Default::default(),
         }))
     }
 
