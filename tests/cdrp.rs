@@ -4,7 +4,7 @@ mod common;
 
 use advdet::data::{self, DatasetName, Split};
 use advdet::detectors::path_dist::{cosine_distance, PathClassDist};
-use advdet::routes::cdrp::{conv_columns, paths, CdrpConfig};
+use advdet::routes::cdrp::{conv_columns, paths, set_paths, CdrpConfig, PathMemo};
 use advdet::routes::{self, Pass, Resources, RouteKind};
 use common::{load_lenet_mnist, TestResult};
 use tch::{Kind, Tensor};
@@ -45,6 +45,36 @@ fn paths_stay_in_bounds_keep_the_prediction_and_learn_per_image() -> TestResult 
         let diff = f64::try_from((&one - p.narrow(0, i, 1)).abs().max())?;
         assert!(diff < 1e-4, "image {i}: batched and single paths differ by {diff}");
     }
+    Ok(())
+}
+
+#[test]
+fn the_route_reads_an_image_sets_learned_paths_and_learns_what_it_has_not() -> TestResult {
+    let model = load_lenet_mnist();
+    let xs = data::load(DatasetName::Mnist, None, Split::Test)?.limit(12).images;
+    let cfg = CdrpConfig::default();
+    // the set's paths in its own batches (one here: 12 < PATH_BATCH) are the batch's paths
+    let set = set_paths(&model, &xs, &cfg)?;
+    assert!(set.equal(&paths(&model, &xs, &cfg)?));
+    let memo = PathMemo::default();
+    memo.replace(&[(&xs, &set)])?;
+    assert_eq!(memo.len(), 12);
+    let route = routes::build(RouteKind::Cdrp, &model, Resources { cdrp_paths: Some(&memo), ..Default::default() })?;
+    let _guard = tch::no_grad_guard();
+    let part = xs.narrow(0, 3, 5);
+    let full = Pass::run(&model, &part, None);
+    let pass = route.pass(&model, &part, &full)?.ok_or("no pass")?;
+    assert!(pass.gates.ok_or("no path")?.equal(&set.narrow(0, 3, 5)), "a sub-batch reads the set's rows");
+    // images the memo does not hold (perturbed ones): learned in the pass
+    let moved = (&part + 0.01).clamp(0.0, 1.0);
+    assert!(memo.lookup(&moved).is_none());
+    let full = Pass::run(&model, &moved, None);
+    let pass = route.pass(&model, &moved, &full)?.ok_or("no pass")?;
+    assert!(pass.gates.ok_or("no path")?.equal(&paths(&model, &moved, &cfg)?));
+    let e = memo.replace(&[(&xs, &set.narrow(0, 0, 11))]).expect_err("11 paths for 12 images").to_string();
+    assert!(e.contains("11 paths for 12 images"), "{e}");
+    memo.clear();
+    assert!(memo.is_empty() && memo.lookup(&part).is_none());
     Ok(())
 }
 

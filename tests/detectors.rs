@@ -11,7 +11,8 @@ use advdet::routes::subspace::Subspaces;
 use advdet::routes::{Resources, RouteKind};
 
 /// No resources: the full model only.
-const NONE: Resources = Resources { subnets: None, temperature: None, second: None, subspaces: None, nnd: None };
+const NONE: Resources =
+    Resources { subnets: None, temperature: None, second: None, subspaces: None, nnd: None, cdrp_paths: None };
 use advdet::models::{Arch, Model};
 use advdet::subnet::{extract, mask, Subnets};
 use common::{load_lenet_mnist, TestResult};
@@ -98,6 +99,7 @@ fn every_detector_scores_fgsm_images_higher_than_clean_ones() -> TestResult {
         second: Some(&second),
         subspaces: Some(&subspaces),
         nnd: Some(&nnd),
+        cdrp_paths: None,
     };
     for kind in DetectorKind::ALL {
         let name = kind.as_str();
@@ -509,6 +511,7 @@ fn each_route_runs_once_per_batch_whatever_the_number_of_detectors() -> TestResu
         second: Some(&second),
         subspaces: Some(&subspaces),
         nnd: Some(&nnd),
+        cdrp_paths: None,
     };
     let cfg = DetectorConfig::default();
     let dets: Vec<_> =

@@ -592,15 +592,38 @@ fn path_detectors_run_on_both_kinds_of_path_with_the_seen_row_and_the_path_heatm
     }
     assert!(dir.join("paths").join("cdrp-similarity.svg").is_file());
     assert!(dir.join("paths").join("nnd-similarity.svg").is_file());
-    // a damaged cache of NND's modules: exit 2 naming the file, and the last results left as they were
+    // CDRP's paths are learned once per image set and cached: the clean test and fit images, the two attacks' images,
+    // the training attack's images
     let before = results(&out)?;
     let cache = dir.join("cache");
+    let stages = |prefix: &str| -> std::io::Result<Vec<PathBuf>> {
+        Ok(std::fs::read_dir(&cache)?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .map(|e| e.path())
+            .collect())
+    };
+    let path_stages = stages("cdrp-paths-")?;
+    assert_eq!(path_stages.len(), 5, "{path_stages:?}");
+    // a damaged path cache read by a scoring stage that must be redone: exit 2 naming the file, results left as they
+    // were
+    for p in &path_stages {
+        std::fs::write(p.join("paths.safetensors"), b"")?;
+    }
+    for p in stages("clean-scores-")? {
+        std::fs::remove_dir_all(p)?;
+    }
+    let args = ["run", suite.to_str().ok_or("path")?, "--out", out.to_str().ok_or("path")?, "--device", "cpu"];
+    let (code, _, stderr) = run_advdet(&args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("paths.safetensors") && stderr.contains("unreadable cache file"), "{stderr}");
+    assert_eq!(results(&out)?, before, "nothing half-written");
+    // a damaged cache of NND's modules: the same
     let stage = std::fs::read_dir(&cache)?
         .flatten()
         .find(|e| e.file_name().to_string_lossy().starts_with("nnd-"))
         .ok_or("no nnd stage in the cache")?;
     std::fs::write(stage.path().join("nnd.safetensors"), b"not a safetensors file")?;
-    let args = ["run", suite.to_str().ok_or("path")?, "--out", out.to_str().ok_or("path")?, "--device", "cpu"];
     let (code, _, stderr) = run_advdet(&args);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("nnd.safetensors") && stderr.contains("unreadable nnd modules"), "{stderr}");

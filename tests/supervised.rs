@@ -15,7 +15,8 @@ use common::{load_lenet_mnist, TestResult};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-const NONE: Resources = Resources { subnets: None, temperature: None, second: None, subspaces: None, nnd: None };
+const NONE: Resources =
+    Resources { subnets: None, temperature: None, second: None, subspaces: None, nnd: None, cdrp_paths: None };
 
 fn to_i64(t: &Tensor) -> Vec<i64> {
     Vec::<i64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Int64)).unwrap_or_default()

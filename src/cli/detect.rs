@@ -283,6 +283,7 @@ pub fn run(a: DetectArgs) -> Result<i32> {
         second: second.as_ref(),
         subspaces: subspaces.as_ref(),
         nnd: None,
+        cdrp_paths: None,
     };
     let scorings: Vec<Scoring> =
         plan.detectors.iter().map(|(d, r)| Scoring { detector: d.as_ref(), routes: r.clone() }).collect();

@@ -7,11 +7,16 @@
 //! batch learns together, its loss the sum of the images' losses, so each image's gates see only their own gradient.
 //! The hidden fully connected units keep gate 1. The pass's `gates` is the path (`[B, units]`), which the path
 //! detectors read; the adaptive attack treats the path as fixed per step (it is re-learned at each step, and its
-//! gradient with respect to the image is not taken).
+//! gradient with respect to the image is not taken). A suite learns each image set's paths once, in batches of
+//! `PATH_BATCH` from the set's start, caches them, and hands them to the route through a `PathMemo`: every use of an
+//! image's path in that set (scoring, fitting the path detectors, the class-path heatmap) reads the same bytes.
 use super::{Pass, Route, RouteKind};
 use crate::error::{Error, Result};
 use crate::models::Model;
-use tch::{Kind, Tensor};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use tch::{Device, Kind, Tensor};
 
 /// The CDRP code's settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -77,25 +82,124 @@ pub fn paths(model: &Model, xs: &Tensor, cfg: &CdrpConfig) -> Result<Tensor> {
     Ok(best)
 }
 
-pub struct Cdrp {
+pub struct Cdrp<'a> {
     cfg: CdrpConfig,
+    /// Paths learned beforehand, read instead of learning them again.
+    memo: Option<&'a PathMemo>,
 }
 
-impl Cdrp {
-    pub fn new(model: &Model) -> Result<Self> {
+impl<'a> Cdrp<'a> {
+    pub fn new(model: &Model, memo: Option<&'a PathMemo>) -> Result<Self> {
         if !model.gate_layout().layers.iter().any(|l| l.is_conv()) {
             return Err(Error::Model(format!("the cdrp mode needs conv layers; arch {} has none", model.arch)));
         }
-        Ok(Cdrp { cfg: CdrpConfig::default() })
+        Ok(Cdrp { cfg: CdrpConfig::default(), memo })
     }
 }
 
-impl Route for Cdrp {
+impl Route for Cdrp<'_> {
     fn kind(&self) -> RouteKind {
         RouteKind::Cdrp
     }
+    /// The batch's paths from the memo when it holds every image's (images of a cached set), else learned here.
     fn pass(&self, model: &Model, xs: &Tensor, _full: &Pass) -> Result<Option<Pass>> {
-        let path = paths(model, xs, &self.cfg)?;
+        let path = match self.memo.and_then(|m| m.lookup(xs)) {
+            Some(p) => p.to_device(xs.device()),
+            None => paths(model, xs, &self.cfg)?,
+        };
         Ok(Some(Pass::run(model, xs, Some(path))))
     }
+}
+
+/// The batch size a suite learns an image set's paths in (the bytes of a path can depend on its batch's size).
+pub const PATH_BATCH: i64 = 500;
+
+/// The paths of `images` (any number, on any device), learned in batches of `PATH_BATCH` from the first image: the
+/// canonical paths of an image set, which a suite caches (`[N, units]`, on the CPU).
+pub fn set_paths(model: &Model, images: &Tensor, cfg: &CdrpConfig) -> Result<Tensor> {
+    let n = images.size()[0];
+    let parts: Vec<Tensor> = (0..n)
+        .step_by(PATH_BATCH as usize)
+        .map(|s| {
+            let xs = images.narrow(0, s, PATH_BATCH.min(n - s)).to_device(model.device());
+            Ok(paths(model, &xs, cfg)?.to_device(Device::Cpu))
+        })
+        .collect::<Result<_>>()?;
+    match parts.is_empty() {
+        true => Ok(Tensor::zeros([0, model.gate_layout().units()], (Kind::Float, Device::Cpu))),
+        false => Ok(Tensor::cat(&parts, 0)),
+    }
+}
+
+/// Paths of images learned beforehand, by the images' bytes: the `cdrp` route reads a batch's paths here when every
+/// image of it has one. An image that occurs twice keeps the path it was given first.
+#[derive(Default)]
+pub struct PathMemo {
+    rows: RefCell<HashMap<u64, Tensor>>,
+}
+
+impl PathMemo {
+    /// Forgets every path, then holds `paths[i]` for image `images[i]` of each set in turn.
+    pub fn replace(&self, sets: &[(&Tensor, &Tensor)]) -> Result<()> {
+        let mut rows = self.rows.borrow_mut();
+        rows.clear();
+        for (images, paths) in sets {
+            if images.size()[0] != paths.size()[0] {
+                return Err(Error::Model(format!("{} paths for {} images", paths.size()[0], images.size()[0])));
+            }
+            let paths = paths.to_device(Device::Cpu);
+            for (i, k) in image_keys(images)?.into_iter().enumerate() {
+                rows.entry(k).or_insert_with(|| paths.get(i as i64));
+            }
+        }
+        Ok(())
+    }
+
+    /// The paths of the images `xs`, `[B, units]` on the CPU, if the memo holds every one.
+    pub fn lookup(&self, xs: &Tensor) -> Option<Tensor> {
+        let rows = self.rows.borrow();
+        if rows.is_empty() {
+            return None;
+        }
+        let keys = image_keys(xs).ok()?;
+        let found: Option<Vec<Tensor>> = keys.iter().map(|k| rows.get(k).map(|t| t.shallow_clone())).collect();
+        found.filter(|f| !f.is_empty()).map(|f| Tensor::stack(&f, 0))
+    }
+
+    /// Forgets every path.
+    pub fn clear(&self) {
+        self.rows.borrow_mut().clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A key of a whole image set's bytes (hex), for a cache of its paths.
+pub fn images_key(images: &Tensor) -> Result<String> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    images.size().hash(&mut h);
+    image_keys(images)?.hash(&mut h);
+    Ok(format!("{:016x}", h.finish()))
+}
+
+/// One key per image of `xs` (`[B, ...]`): a hash of its f32 values' bits.
+fn image_keys(xs: &Tensor) -> Result<Vec<u64>> {
+    let b = xs.size()[0];
+    let flat = Vec::<f32>::try_from(xs.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
+    let per = if b == 0 { 0 } else { flat.len() / b as usize };
+    Ok((0..b as usize)
+        .map(|i| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for v in &flat[i * per..(i + 1) * per] {
+                v.to_bits().hash(&mut h);
+            }
+            h.finish()
+        })
+        .collect())
 }

@@ -158,6 +158,8 @@ pub struct Resources<'a> {
     pub subspaces: Option<&'a subspace::Subspaces>,
     /// The architecture-controlling modules of the `nnd` route.
     pub nnd: Option<&'a nnd::Nnd>,
+    /// CDRP paths learned beforehand (a suite's cached path stage), which the `cdrp` route reads.
+    pub cdrp_paths: Option<&'a cdrp::PathMemo>,
 }
 
 /// One forward pass of a batch along a route (eval mode): logits, penultimate features and, for gated routes, the
@@ -356,7 +358,7 @@ pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<B
         RouteKind::Subspace => Box::new(subspace::Subspace::new(model, res.subspaces)?),
         RouteKind::Csg => Box::new(csg::ClassGates::new(model, false)?),
         RouteKind::CsgBinary => Box::new(csg::ClassGates::new(model, true)?),
-        RouteKind::Cdrp => Box::new(cdrp::Cdrp::new(model)?),
+        RouteKind::Cdrp => Box::new(cdrp::Cdrp::new(model, res.cdrp_paths)?),
         RouteKind::Nnd => Box::new(nnd::NndRoute::new(res.nnd)?),
         RouteKind::RandomMask => Box::new(random_mask::RandomMask::new(model, res.subnets)?),
         RouteKind::UnionMask => Box::new(union_mask::UnionMask::new(model, res.subnets)?),

@@ -108,6 +108,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         temperature: None,
         subspaces: None,
         nnd: None,
+        cdrp_memo: Default::default(),
     };
     // a shard owns (seed, job) pairs, every lambda of a pair: one model per seed it touches, and each attack that does
     // not read the subnetworks computed once for all lambdas

@@ -11,7 +11,8 @@ use crate::routes::RouteKind;
 use crate::suite::cache::KeyBuilder;
 use crate::suite::schema::Job;
 use crate::suite::stages::{
-    load_tensors, save_tensors, train_attack_stage, AttackStage, Ctx, DataStage, ModelStage, SubnetStage,
+    forget_cdrp_paths, load_tensors, save_tensors, train_attack_stage, use_cdrp_paths, AttackStage, Ctx, DataStage,
+    ModelStage, SubnetStage,
 };
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -50,11 +51,17 @@ impl DetectorSlot {
     ) -> Result<()> {
         if !self.fitted && self.detector.needs_fit() {
             let fit_start = Instant::now();
-            // the training attack is tallied under attacks, not under fit
-            let attacks_before = ctx.tally("attacks").1;
+            // the training attack and the CDRP paths are tallied under attacks and subnets, not under fit
+            let elsewhere = |ctx: &Ctx| ctx.tally("attacks").1 + ctx.tally("subnets").1;
+            let before = elsewhere(ctx);
             match (self.detector.supervised(), ctx.suite.train_attack.clone()) {
                 (false, _) => {
-                    self.detector.fit(&model.model, &data.fit, ctx.resources(model, sub))?;
+                    if self.routes.contains(&RouteKind::Cdrp) {
+                        use_cdrp_paths(ctx, model, &[&data.fit.images])?;
+                    }
+                    let fitted = self.detector.fit(&model.model, &data.fit, ctx.resources(model, sub));
+                    forget_cdrp_paths(ctx);
+                    fitted?;
                     ctx.say(&format!(
                         "{}: fitted on {} clean training images in {:.1} s",
                         self.label(),
@@ -66,7 +73,14 @@ impl DetectorSlot {
                     let (density, _) = eval::supervised_split(&data.fit);
                     self.detector.fit(&model.model, &density, ctx.resources(model, sub))?;
                     let (clean, adversarial) = train_attack_stage(ctx, &job, data, model)?;
-                    self.detector.fit_supervised(&model.model, &clean, &adversarial, ctx.resources(model, sub))?;
+                    if self.routes.contains(&RouteKind::Cdrp) {
+                        // the clean half is part of the fit images
+                        use_cdrp_paths(ctx, model, &[&data.fit.images, &adversarial])?;
+                    }
+                    let fitted =
+                        self.detector.fit_supervised(&model.model, &clean, &adversarial, ctx.resources(model, sub));
+                    forget_cdrp_paths(ctx);
+                    fitted?;
                     let note = self.detector.fit_note().unwrap_or_else(|| format!("{}: fitted", self.kind));
                     let took = fit_start.elapsed().as_secs_f64();
                     let on = match self.detector.fits_per_route() {
@@ -82,8 +96,8 @@ impl DetectorSlot {
                     )))
                 }
             }
-            let attacking = ctx.tally("attacks").1 - attacks_before;
-            ctx.record_seconds("fit", 1, 0, fit_start.elapsed().as_secs_f64() - attacking);
+            let outside = elsewhere(ctx) - before;
+            ctx.record_seconds("fit", 1, 0, fit_start.elapsed().as_secs_f64() - outside);
         }
         self.fitted = true;
         Ok(())
@@ -167,11 +181,15 @@ fn scores_stage(
     let start = Instant::now();
     let stages: Vec<_> = keys.iter().map(|k| ctx.cache.stage(stage_name, k)).collect();
     let todo: Vec<usize> = (0..slots.len()).filter(|&d| !stages[d].is_done()).collect();
-    // fitting is tallied as its own stage, not as scoring
-    let fit_before = ctx.tally("fit").1;
+    // fitting and learning CDRP paths are tallied as their own stages (fit, subnets), not as scoring
+    let others = |ctx: &Ctx| ctx.tally("fit").1 + ctx.tally("subnets").1;
+    let fit_before = others(ctx);
     if !todo.is_empty() {
         for &d in &todo {
             slots[d].ensure_fitted(ctx, model, data, sub)?;
+        }
+        if todo.iter().any(|&d| slots[d].routes.contains(&RouteKind::Cdrp)) {
+            use_cdrp_paths(ctx, model, &[images])?;
         }
         let scorings: Vec<Scoring> = todo
             .iter()
@@ -184,13 +202,15 @@ fn scores_stage(
             images,
             ctx.suite.batch_size as i64,
             label,
-        )?;
+        );
+        forget_cdrp_paths(ctx);
+        let scored = scored?;
         ctx.add_scoring_times(
             &todo.iter().map(|&d| (slots[d].kind, slots[d].routes.as_slice())).collect::<Vec<_>>(),
             &scored,
         );
         let pred = Tensor::from_slice(&scored.pred);
-        let seconds = (start.elapsed().as_secs_f64() - (ctx.tally("fit").1 - fit_before)) / todo.len() as f64;
+        let seconds = (start.elapsed().as_secs_f64() - (others(ctx) - fit_before)) / todo.len() as f64;
         for (&d, per_route) in todo.iter().zip(&scored.scores) {
             let stage = &stages[d];
             stage.create()?;
@@ -216,7 +236,7 @@ fn scores_stage(
         Some(p) => p,
         None => Vec::<i64>::try_from(model.model.predict(images, ctx.suite.batch_size as i64).to_kind(Kind::Int64))?,
     };
-    let seconds = start.elapsed().as_secs_f64() - (ctx.tally("fit").1 - fit_before);
+    let seconds = start.elapsed().as_secs_f64() - (others(ctx) - fit_before);
     ctx.record_seconds("scores", todo.len(), slots.len() - todo.len(), seconds);
     Ok((all, pred))
 }

@@ -41,6 +41,8 @@ pub struct Ctx<'a> {
     pub subspaces: Option<crate::routes::subspace::Subspaces>,
     /// The `nnd` route's fitted modules and their stage key, when the suite runs it.
     pub nnd: Option<(crate::routes::nnd::Nnd, String)>,
+    /// The CDRP paths of the image sets being scored or fitted on (`use_cdrp_paths`); empty otherwise.
+    pub cdrp_memo: crate::routes::cdrp::PathMemo,
 }
 
 /// The stages in pipeline order (the manifest lists them so).
@@ -55,6 +57,7 @@ impl<'a> Ctx<'a> {
             second: model.second.as_ref().map(|s| &s.model),
             subspaces: self.subspaces.as_ref(),
             nnd: self.nnd.as_ref().map(|(n, _)| n),
+            cdrp_paths: Some(&self.cdrp_memo),
         }
     }
 
@@ -539,6 +542,61 @@ pub fn nnd_stage(ctx: &mut Ctx, data: &DataStage, model: &ModelStage) -> Result<
     Ok((nnd, key))
 }
 
+/// Makes the `cdrp` route read the paths of the images of `sets` (each an image set: the clean test or fit images, an
+/// attack's images), each set's learned once (`cdrp::set_paths`, in batches from its first image) and cached per
+/// (model, image set) as a `cdrp-paths` stage; every use of a set's paths then reads the same bytes. Nothing when the
+/// suite does not run the `cdrp` route. `forget_cdrp_paths` ends the use.
+pub fn use_cdrp_paths(ctx: &mut Ctx, model: &ModelStage, sets: &[&Tensor]) -> Result<()> {
+    use crate::routes::cdrp::{images_key, set_paths, CdrpConfig, PATH_BATCH};
+    if !ctx.suite.modes.contains(&RouteKind::Cdrp) {
+        return Ok(());
+    }
+    let cfg = CdrpConfig::default();
+    let units = model.model.gate_layout().units();
+    let mut loaded = Vec::new();
+    for images in sets {
+        let start = Instant::now();
+        let key = KeyBuilder::new("cdrp-paths")
+            .part("model", &model.hash)
+            .part("images", images_key(images)?)
+            .json("config", &cfg)
+            .part("batch", PATH_BATCH)
+            .part("device", ctx.device_kind())
+            .finish();
+        let stage = ctx.cache.stage("cdrp-paths", &key);
+        let file = stage.file("paths.safetensors");
+        let computed = !stage.is_done();
+        if computed {
+            stage.create()?;
+            let paths = set_paths(&model.model, images, &cfg)?;
+            save_tensors(&file, &[("paths", &paths)])?;
+            stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
+        }
+        let paths = load_tensors(&file, &["paths"])?.pop().ok_or_else(|| Error::format(&file, "no paths"))?;
+        let n = images.size()[0];
+        if paths.size() != [n, units] {
+            return Err(Error::format(
+                &file,
+                format!(
+                    "CDRP paths of shape {:?}, expected [{n}, {units}] for these images and model {}: the cache holds \
+                     another model's or image set's paths",
+                    paths.size(),
+                    model.hash
+                ),
+            ));
+        }
+        loaded.push(paths);
+        ctx.record("subnets", computed, start);
+    }
+    let pairs: Vec<(&Tensor, &Tensor)> = sets.iter().copied().zip(loaded.iter()).collect();
+    ctx.cdrp_memo.replace(&pairs)
+}
+
+/// Ends a `use_cdrp_paths`: the `cdrp` route learns its paths again (the adaptive attack's perturbed images).
+pub fn forget_cdrp_paths(ctx: &Ctx) {
+    ctx.cdrp_memo.clear();
+}
+
 /// Images (the first of the fit split, clean training images) whose paths the path-similarity heatmaps summarise.
 pub const PATH_IMAGES: usize = 1000;
 
@@ -565,7 +623,12 @@ pub fn path_similarity(
         let computed = !stage.is_done();
         if computed {
             stage.create()?;
-            let rec = class_paths(ctx, data, model, sub, kind)?;
+            if kind == RouteKind::Cdrp {
+                use_cdrp_paths(ctx, model, &[&data.fit.images])?;
+            }
+            let rec = class_paths(ctx, data, model, sub, kind);
+            forget_cdrp_paths(ctx);
+            let rec = rec?;
             write_json(&stage.file("record.json"), &rec)?;
             stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
         }
