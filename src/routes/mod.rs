@@ -2,9 +2,11 @@
 //! model predicts (Wang, Hu, Su, arXiv 1910.02673) is another, the predicted class's filter subset of the penultimate
 //! features (Badola et al., arXiv 2112.07719) a third, and the gates of a model trained with class-specific gates
 //! (CSG-CNN, Liang et al., arXiv 2007.08194) a fourth, each image's own critical data routing path (CDRP, Wang, Su,
-//! Zhang, Hu, CVPR 2018) a fifth; the controls (`random-mask`, `union-mask`,
-//! `wrong-class`, `temperature`, `second-model`) ask where any difference between the two comes from. Detectors read a route's output
-//! and never ask which route it was; adding a route is one file here and one entry in `RouteKind` and `build`.
+//! Zhang, Hu, CVPR 2018) a fifth, each image's own path chosen by NND's architecture-controlling modules (Li et al.,
+//! ECCV 2020) a sixth; the controls (`random-mask`, `union-mask`, `wrong-class`, `temperature`, `second-model`) ask
+//! where any difference between the two comes from. Detectors read a route's output and never ask which route it was
+//! (a path detector fitted on one route's paths is built once per route); adding a route is one file here and one
+//! entry in `RouteKind` and `build`.
 pub mod cdrp;
 pub mod csg;
 pub mod full;
