@@ -181,9 +181,9 @@ fn scores_stage(
     let start = Instant::now();
     let stages: Vec<_> = keys.iter().map(|k| ctx.cache.stage(stage_name, k)).collect();
     let todo: Vec<usize> = (0..slots.len()).filter(|&d| !stages[d].is_done()).collect();
-    // fitting and learning CDRP paths are tallied as their own stages (fit, subnets), not as scoring
-    let others = |ctx: &Ctx| ctx.tally("fit").1 + ctx.tally("subnets").1;
-    let fit_before = others(ctx);
+    // fitting, its training attack and learning CDRP paths are tallied as their own stages, not as scoring
+    let others = |ctx: &Ctx| ctx.tally("fit").1 + ctx.tally("attacks").1 + ctx.tally("subnets").1;
+    let before = others(ctx);
     if !todo.is_empty() {
         for &d in &todo {
             slots[d].ensure_fitted(ctx, model, data, sub)?;
@@ -210,7 +210,7 @@ fn scores_stage(
             &scored,
         );
         let pred = Tensor::from_slice(&scored.pred);
-        let seconds = (start.elapsed().as_secs_f64() - (others(ctx) - fit_before)) / todo.len() as f64;
+        let seconds = (start.elapsed().as_secs_f64() - (others(ctx) - before)) / todo.len() as f64;
         for (&d, per_route) in todo.iter().zip(&scored.scores) {
             let stage = &stages[d];
             stage.create()?;
@@ -236,7 +236,7 @@ fn scores_stage(
         Some(p) => p,
         None => Vec::<i64>::try_from(model.model.predict(images, ctx.suite.batch_size as i64).to_kind(Kind::Int64))?,
     };
-    let seconds = start.elapsed().as_secs_f64() - (others(ctx) - fit_before);
+    let seconds = start.elapsed().as_secs_f64() - (others(ctx) - before);
     ctx.record_seconds("scores", todo.len(), slots.len() - todo.len(), seconds);
     Ok((all, pred))
 }
