@@ -8,7 +8,7 @@
 //! own interval, while the intervals still overlapped. A baseline without interval columns falls back to the tolerance
 //! alone, with a warning.
 use crate::error::{Error, Result};
-use crate::report::tables::{KEY_COLUMNS, OPTIONAL_KEY};
+use crate::report::tables::{KEY_COLUMNS, OPTIONAL_KEYS};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -108,16 +108,17 @@ struct Table {
     intervals: Vec<String>,
 }
 
-/// The key columns both files can be matched on: `KEY_COLUMNS`, less `OPTIONAL_KEY` unless both headers have it.
+/// The key columns both files can be matched on: `KEY_COLUMNS`, less each of `OPTIONAL_KEYS` that a header lacks.
 fn key_columns(a: &Path, b: &Path) -> Vec<&'static str> {
-    let has = |p: &Path| {
+    let header = |p: &Path| -> Vec<String> {
         std::fs::read_to_string(p)
             .ok()
-            .and_then(|t| t.lines().next().map(|h| h.split(',').any(|c| c.trim_matches('"') == OPTIONAL_KEY)))
-            .unwrap_or(false)
+            .and_then(|t| t.lines().next().map(|h| h.split(',').map(|c| c.trim_matches('"').to_string()).collect()))
+            .unwrap_or_default()
     };
-    let both = has(a) && has(b);
-    KEY_COLUMNS.iter().copied().filter(|&k| k != OPTIONAL_KEY || both).collect()
+    let (ha, hb) = (header(a), header(b));
+    let both = |k: &str| ha.iter().any(|c| c == k) && hb.iter().any(|c| c == k);
+    KEY_COLUMNS.iter().copied().filter(|&k| !OPTIONAL_KEYS.contains(&k) || both(k)).collect()
 }
 
 fn read_table(path: &Path, metrics: &[String], key_columns: &[&str]) -> Result<Table> {

@@ -140,7 +140,7 @@ pub struct JobRecord {
     #[serde(with = "exact")]
     pub mean_l2: f64,
     pub rows: Vec<RowRecord>,
-    /// The model and extraction the job ran on (`[suite] seeds` x `[subnet] lambda`); absent in records written before
+    /// The model and extraction the job ran on (`[suite] seeds` x `[subnet] lambda` x `[subspace] k`); absent in records written before
     /// suites had variants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<VariantRecord>,
@@ -163,13 +163,16 @@ pub struct TargetRecord {
     pub curve: Vec<[f64; 3]>,
 }
 
-/// One (seed, lambda) of a suite: its model and its extraction.
+/// One (seed, lambda, k) of a suite: its model, its extraction and the `subspace` route's k.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VariantRecord {
     /// The model's training seed (`None` for a weights file).
     pub seed: Option<u64>,
     #[serde(with = "exact")]
     pub lambda: f64,
+    /// The size of each class's filter subset on the `subspace` route (`None` without that route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subspace_k: Option<usize>,
     /// The model's label (`lenet-s1-e6`), its clean test accuracy, and the mean over classes of the fraction of
     /// gateable units the class subnetworks keep.
     pub model: String,

@@ -259,3 +259,42 @@ fn a_baseline_of_another_suite_exits_2() -> TestResult {
     assert!(stderr.contains("CPU mode \"native\"") && stderr.contains("expect noise"), "{stderr}");
     Ok(())
 }
+
+/// `subspace_k` is a key column where both files have it (a k sweep's rows differ only by it) and is left out of the
+/// match where one lacks it (baselines written before k lists).
+#[test]
+fn subspace_k_keys_rows_only_when_both_files_have_it() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    // `k(i)`: the k of data row i (1-based); `None`: no subspace_k column at all
+    let with_k = |k: Option<&dyn Fn(usize) -> &'static str>, name: &str| -> std::io::Result<PathBuf> {
+        let text = std::fs::read_to_string(smoke())?;
+        let at = text.lines().next().unwrap_or("").split(',').position(|c| c == "subspace_k").unwrap_or(usize::MAX);
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            match k {
+                Some(k) if i > 0 => cells[at] = k(i),
+                Some(_) => {}
+                None => {
+                    cells.remove(at);
+                }
+            }
+            out += &(cells.join(",") + "\n");
+        }
+        let path = tmp.path().join(name);
+        std::fs::write(&path, out)?;
+        Ok(path)
+    };
+    let k20 = with_k(Some(&|_| "20"), "k20.csv")?;
+    let one_40 = with_k(Some(&|i| if i == 1 { "40" } else { "20" }), "one-40.csv")?;
+    let no_column = with_k(None, "no-k.csv")?;
+    // against a baseline without the column: matched without it
+    let (code, stdout, stderr) = check_cli(&k20, &no_column, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(check_cli(&k20, &k20, &[]).0, 0);
+    // both with it: a row of another k is another row
+    let (code, stdout, _) = check_cli(&one_40, &k20, &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("has no baseline row") && stdout.contains("subspace_k=40"), "{stdout}");
+    Ok(())
+}

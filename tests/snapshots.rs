@@ -75,6 +75,7 @@ fn job(index: usize, attack: &str, params: &str, shift: f64) -> JobRecord {
         variant: Some(VariantRecord {
             seed: Some(0),
             lambda: 0.01,
+            subspace_k: None,
             model: "lenet-s0-e6".into(),
             model_accuracy: 0.99,
             kept_fraction: 0.35,
@@ -182,6 +183,7 @@ fn variants_pool_the_seeds_and_sweep_the_lambdas() -> TestResult {
                 variant: Some(VariantRecord {
                     seed: Some(seed),
                     lambda,
+                    subspace_k: None,
                     model: format!("lenet-s{seed}-e6"),
                     model_accuracy: 0.99,
                     kept_fraction: kept,
@@ -198,6 +200,63 @@ fn variants_pool_the_seeds_and_sweep_the_lambdas() -> TestResult {
         assert!(svg.contains("msp"), "{name}: no msp series");
         assert!(std::fs::read(dir.path().join("sweep").join(format!("{name}.png")))?.starts_with(b"\x89PNG"));
     }
+    Ok(())
+}
+
+/// One model, one lambda and two subspace sizes: the subset sweep puts each k's subspace row against the full model,
+/// and the report's other tables read the first k only.
+#[test]
+fn the_subset_sweep_compares_each_k_with_the_full_model() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut suite, base) = records();
+    suite.protocols = vec!["successful".into()];
+    let mut jobs = Vec::new();
+    for (v, k) in [20usize, 40].into_iter().enumerate() {
+        for (j, b) in base.iter().enumerate() {
+            let mut rows: Vec<RowRecord> = b.rows.iter().filter(|r| r.protocol == "successful").cloned().collect();
+            // the subspace route: k 20 lowers msp (significant), k 40 raises it (not)
+            let (delta, p) = if k == 20 { (-0.125, 0.001) } else { (0.03125, 0.5) };
+            rows.push(RowRecord {
+                versus_full: versus(p).map(|vf| VersusFull {
+                    delta_auroc: delta,
+                    delta_auroc_lo: delta - 0.03125,
+                    delta_auroc_hi: delta + 0.03125,
+                    ..vf
+                }),
+                ..row("msp", "subspace", "successful", 0.75 + delta)
+            });
+            jobs.push(JobRecord {
+                index: v * base.len() + j,
+                rows,
+                variant: Some(VariantRecord {
+                    seed: Some(0),
+                    lambda: 0.01,
+                    subspace_k: Some(k),
+                    model: "lenet-s0-e6".into(),
+                    model_accuracy: 0.99,
+                    kept_fraction: 0.35,
+                }),
+                ..b.clone()
+            });
+        }
+    }
+    suite.jobs = jobs.len();
+    advdet::report::render::render(dir.path(), &suite, &jobs, None, true)?;
+    let table = std::fs::read_to_string(dir.path().join("table.md"))?;
+    insta::assert_snapshot!("table_md_subset_sweep", table);
+    let csv = std::fs::read_to_string(dir.path().join("results.csv"))?;
+    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
+    let col = header.iter().position(|h| *h == "subspace_k").ok_or("no subspace_k column")?;
+    let ks: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(col).unwrap_or_default()).collect();
+    assert_eq!(ks.iter().filter(|k| **k == "20").count(), ks.len() / 2, "{csv}");
+    assert_eq!(ks.iter().filter(|k| **k == "40").count(), ks.len() / 2, "{csv}");
+    // k's plots follow the lambda sweep's numbering (none here: one lambda)
+    for name in ["000-fgsm_eps_0.1", "001-pgd-linf_eps_0.3_steps_40"] {
+        let svg = std::fs::read_to_string(dir.path().join("sweep").join(format!("{name}.svg")))?;
+        assert!(svg.contains("subspace - full vs k") && svg.contains("msp"), "{name}");
+    }
+    let html = std::fs::read_to_string(dir.path().join("index.html"))?;
+    assert!(html.contains("<h2>Subset sweep</h2>") && !html.contains("Extraction sweep"), "one sweep only");
     Ok(())
 }
 

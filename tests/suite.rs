@@ -110,7 +110,19 @@ fn seeds_lambda_lists_gate_and_second_model_are_checked_at_parse_time() -> TestR
     expect(&parse_err(&subspace("0", with_mode)), &["attacks/x.toml", "line 25", "subspace.k", "between 1 and"]);
     expect(&parse_err(&subspace("501", with_mode)), &["line 25", "subspace.k", "500 penultimate features of lenet"]);
     expect(&parse_err(&subspace("5", "[\"full\"]")), &["line 25", "subspace.k", "subspace mode"]);
-    expect(&parse_err(&subspace("\"five\"", with_mode)), &["attacks/x.toml", "line 25", "`k`", "five"]);
+    expect(&parse_err(&subspace("\"five\"", with_mode)), &["attacks/x.toml", "line 25", "subspace.k", "five"]);
+    // a list sweeps k: each value in range, none twice, whole numbers, at least one
+    expect(&parse_err(&subspace("[]", with_mode)), &["line 25", "subspace.k", "empty"]);
+    expect(&parse_err(&subspace("[20, 20]", with_mode)), &["line 25", "subspace.k", "20 is listed twice"]);
+    expect(&parse_err(&subspace("[20, 501]", with_mode)), &["line 25", "subspace.k", "501: must be between 1 and"]);
+    expect(&parse_err(&subspace("[20, 2.5]", with_mode)), &["line 25", "subspace.k", "2.5", "not a whole number"]);
+    let swept = schema::parse(Path::new("x.toml"), &subspace("[20, 40]", with_mode), String::new())?;
+    assert_eq!((swept.subspace_k, swept.subspace_ks.clone()), (20, vec![20, 40]));
+    let ks: Vec<Option<usize>> = swept.variants().iter().map(|v| v.subspace_k).collect();
+    assert_eq!(ks, [Some(20), Some(40)]);
+    assert_eq!(swept.for_variant(swept.variants()[1]).subspace_k, 40);
+    let plain = schema::parse(Path::new("x.toml"), BASE, String::new())?;
+    assert_eq!(plain.variants().iter().map(|v| v.subspace_k).collect::<Vec<_>>(), [None], "no subspace route: no k");
     assert_eq!(schema::parse(Path::new("x.toml"), &subspace("40", with_mode), String::new())?.subspace_k, 40);
     assert_eq!(schema::parse(Path::new("x.toml"), BASE, String::new())?.subspace_k, 5, "the paper's k by default");
     // [model] training: csg gives the csg routes a model; its schedule must reach a gated epoch
@@ -429,6 +441,46 @@ fn seeds_and_lambdas_give_every_variants_rows_and_shard_by_seed() -> TestResult 
     let (code, _, stderr) = run_advdet(&["merge", &dirs[0], &dirs[1], "--out", merged.to_str().ok_or("path")?]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(results(&merged)?, results(&whole)?);
+    Ok(())
+}
+
+/// `[subspace] k` as a list: one variant per k on the same model and extraction; each attack runs once, the subspace
+/// route's rows carry their k, the other routes' rows are the same at every k, and the report sweeps k.
+#[test]
+fn a_k_list_sweeps_the_subspace_route_on_one_model() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let text = BASE
+        .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"subnet\", \"subspace\"]")
+        .replace("[metrics]", "[subspace]\nk = [20, 40]\n\n[metrics]");
+    let suite = tmp.path().join("tiny.toml");
+    std::fs::write(&suite, text)?;
+    let out = tmp.path().join("out");
+    let (_, stderr) = run_suite(&suite, &out, &[])?;
+    for k in [20, 40] {
+        assert!(stderr.contains(&format!("subspace route: {k} penultimate features per class")), "{stderr}");
+    }
+    let csv = String::from_utf8(results(&out)?)?;
+    let header: Vec<&str> = csv.lines().next().ok_or("empty")?.split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column {name}"));
+    let (k, params, mode, auroc) = (col("subspace_k")?, col("params")?, col("mode")?, col("auroc")?);
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2 * 2 * 3, "2 ks x 2 attacks x msp on 3 routes");
+    let at = |k_value: &str, p: &str, m: &str| -> Result<String, String> {
+        let hit = rows.iter().find(|r| r[k] == k_value && r[params] == p && r[mode] == m);
+        hit.map(|r| r[auroc].to_string()).ok_or(format!("no row k={k_value} {p} {m}"))
+    };
+    for p in ["eps=0.1", "eps=0.3"] {
+        for m in ["full", "subnet"] {
+            assert_eq!(at("20", p, m)?, at("40", p, m)?, "{p} {m}: the same scores at every k");
+        }
+    }
+    let m = manifest(&out)?;
+    let stage = |name: &str| m.stages.iter().find(|s| s.stage == name).map(|s| (s.computed, s.cached));
+    assert_eq!(stage("attacks"), Some((2, 2)), "each attack once, the second k's from the cache");
+    assert_eq!(stage("subnets").map(|s| s.0), Some(1), "one extraction for both ks");
+    let table = std::fs::read_to_string(out.join("tiny").join("table.md"))?;
+    assert!(table.contains("## Subset sweep") && table.contains("| k 20 | k 40 |"), "{table}");
+    assert!(table.contains("x 2 subspace sizes (k 20, 40)"), "{table}");
     Ok(())
 }
 

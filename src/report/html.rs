@@ -3,7 +3,7 @@
 use crate::records::{SubnetRecord, SuiteRecord};
 use crate::report::helps::HelpTable;
 use crate::report::manifest::PROTOCOL_NOTE;
-use crate::report::sweep::SweepTable;
+use crate::report::sweep::{SweepOver, SweepTable};
 use crate::report::tables::PaperTable;
 
 pub fn escape(s: &str) -> String {
@@ -111,18 +111,22 @@ pub fn index_html(
             );
         }
     }
-    if !sweeps.is_empty() {
-        s += "<h2>Extraction sweep</h2>\n";
-        for sw in sweeps {
+    for over in [SweepOver::Lambda, SweepOver::SubspaceK] {
+        let of: Vec<&SweepTable> = sweeps.iter().filter(|t| t.over == over).collect();
+        if of.is_empty() {
+            continue;
+        }
+        s += &format!("<h2>{}</h2>\n", over.title());
+        for sw in of {
             s += &sw.html();
         }
-        for (label, svg, png) in &links.sweep {
-            s += &format!(
-                "<h3>{}</h3>\n<p><a href=\"{svg}\"><img src=\"{png}\" alt=\"sweep {}\"></a></p>\n",
-                escape(label),
-                escape(label)
-            );
-        }
+    }
+    for (label, svg, png) in &links.sweep {
+        s += &format!(
+            "<h3>{}</h3>\n<p><a href=\"{svg}\"><img src=\"{png}\" alt=\"sweep {}\"></a></p>\n",
+            escape(label),
+            escape(label)
+        );
     }
     for t in tables {
         s += &format!("<h2>AUROC, protocol {}</h2>\n{}", escape(&t.protocol), table_html(t));

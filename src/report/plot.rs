@@ -198,13 +198,14 @@ fn draw_forest<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
-/// One series of a sweep plot: its name and, per extraction, (mean kept fraction, delta, interval low, high).
+/// One series of a sweep plot: its name and, per swept value, (x, delta, interval low, high): x is the mean kept
+/// fraction of an extraction, or a subset's k.
 pub type SweepSeries = (String, Vec<(f64, f64, f64, f64)>);
 
-/// Paired differences against the class subnetworks' size (SVG or PNG by the extension): per series (a detector), a
-/// line through the deltas at each extraction's mean kept fraction, with the intervals as vertical bars, the zero line
-/// dashed.
-pub fn sweep_plot(path: &Path, title: &str, y_desc: &str, series: &[SweepSeries]) -> crate::Result<()> {
+/// Paired differences against the size of the class-specific part (SVG or PNG by the extension): per series (a
+/// detector), a line through the deltas at each swept value's x (`x_desc`), with the intervals as vertical bars, the
+/// zero line dashed.
+pub fn sweep_plot(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[SweepSeries]) -> crate::Result<()> {
     if series.iter().all(|(_, p)| p.is_empty()) {
         return Err(Error::config("sweep plot", 0, "no point to plot"));
     }
@@ -213,12 +214,13 @@ pub fn sweep_plot(path: &Path, title: &str, y_desc: &str, series: &[SweepSeries]
             return Err(Error::config(format!("sweep series `{name}`"), format!("{p:?}"), "needs finite values"));
         }
     }
-    plot_file!(path, SIZE, "sweep plot", draw_sweep(title, y_desc, series))
+    plot_file!(path, SIZE, "sweep plot", draw_sweep(title, x_desc, y_desc, series))
 }
 
 fn draw_sweep<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
+    x_desc: &str,
     y_desc: &str,
     series: &[SweepSeries],
 ) -> Result<(), String> {
@@ -233,11 +235,12 @@ fn draw_sweep<DB: DrawingBackend>(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d((x0 - pad).max(0.0)..(x1 + pad).min(1.0), -reach..reach)
+        // a fraction's axis stops at 1
+        .build_cartesian_2d((x0 - pad).max(0.0)..if x1 <= 1.0 { (x1 + pad).min(1.0) } else { x1 + pad }, -reach..reach)
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("mean fraction of units the class subnetworks keep")
+        .x_desc(x_desc)
         .y_desc(y_desc)
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 14))
@@ -445,13 +448,13 @@ mod tests {
             ("msp".to_string(), vec![(0.2, 0.05, 0.01, 0.09), (0.05, 0.1, 0.06, 0.14)]),
             ("margin".to_string(), vec![(0.2, -0.02, -0.05, 0.01)]),
         ];
-        super::sweep_plot(&path, "t", "delta", &ok).expect("draws");
+        super::sweep_plot(&path, "t", "x", "delta", &ok).expect("draws");
         let svg = std::fs::read_to_string(&path).expect("written");
         assert!(svg.contains("msp") && svg.contains("margin"), "a legend entry is missing");
         let bad = vec![("kl".to_string(), vec![(0.2, f64::NAN, 0.0, 0.1)])];
-        let e = super::sweep_plot(&dir.path().join("bad.svg"), "t", "d", &bad).err().map(|e| e.to_string());
+        let e = super::sweep_plot(&dir.path().join("bad.svg"), "t", "x", "d", &bad).err().map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("kl") && e.contains("finite")));
-        assert!(super::sweep_plot(&dir.path().join("none.png"), "t", "d", &[]).is_err());
+        assert!(super::sweep_plot(&dir.path().join("none.png"), "t", "x", "d", &[]).is_err());
         assert!(!dir.path().join("bad.svg").exists() && !dir.path().join("none.png").exists());
     }
 

@@ -7,7 +7,7 @@ use crate::records::{self, JobRecord, SuiteRecord};
 use crate::report::helps::{distinct, filter_eq, HelpTable};
 use crate::report::html::{index_html, Links};
 use crate::report::manifest::{MANIFEST_FILE, STAGE_CHART_FILE};
-use crate::report::sweep::SweepTable;
+use crate::report::sweep::{SweepOver, SweepTable};
 use crate::report::tables::{csg_markdown, results_frame, sparsity_markdown, str_col, write_results, PaperTable};
 use crate::routes::RouteKind;
 use std::collections::BTreeSet;
@@ -42,31 +42,47 @@ pub fn render(
 
     let df = results_frame(suite, jobs)?;
     write_results(dir, &df)?;
-    // several variants (seeds x lambdas): the AUROC tables and ROC curves show the first; "Does the subnetwork help?"
-    // pools the seeds at the first lambda; the sweep compares the lambdas
-    let (models, lambdas) = (distinct(&str_col(&df, "model")?), distinct(&str_col(&df, "lambda")?));
-    let (first_model, first_lambda) =
-        (models.first().cloned().unwrap_or_default(), lambdas.first().cloned().unwrap_or_default());
+    // several variants (seeds x lambdas x ks): the AUROC tables and ROC curves show the first; "Does the subnetwork
+    // help?" pools the seeds at the first lambda and k; each sweep compares its values at the other's first
+    let (models, lambdas, ks) =
+        (distinct(&str_col(&df, "model")?), distinct(&str_col(&df, "lambda")?), distinct(&str_col(&df, "subspace_k")?));
+    let first = |v: &[String]| v.first().cloned().unwrap_or_default();
+    let (first_model, first_lambda, first_k) = (first(&models), first(&lambdas), first(&ks));
+    let at_k = filter_eq(&df, "subspace_k", &first_k)?;
     let at_lambda = filter_eq(&df, "lambda", &first_lambda)?;
-    let primary = filter_eq(&at_lambda, "model", &first_model)?;
+    let at_both = filter_eq(&at_lambda, "subspace_k", &first_k)?;
+    let primary = filter_eq(&at_both, "model", &first_model)?;
     let tables: Vec<PaperTable> =
         suite.protocols.iter().map(|p| PaperTable::from_frame(&primary, p, suite.bootstrap)).collect::<Result<_>>()?;
     // per protocol, the full-model reference table, then the two-network scores' table (subnet as the reference)
     let mut helps: Vec<HelpTable> = Vec::new();
     for reference in [RouteKind::Full, RouteKind::Subnet] {
         for p in &suite.protocols {
-            helps.extend(HelpTable::from_frame(&at_lambda, p, reference)?);
+            helps.extend(HelpTable::from_frame(&at_both, p, reference)?);
         }
     }
-    let sweeps: Vec<SweepTable> =
-        suite.protocols.iter().filter_map(|p| SweepTable::from_frame(&df, p).transpose()).collect::<Result<_>>()?;
-    let variants_note = (models.len() > 1 || lambdas.len() > 1).then(|| {
+    let mut sweeps: Vec<SweepTable> = Vec::new();
+    for (over, frame) in [(SweepOver::Lambda, &at_k), (SweepOver::SubspaceK, &at_lambda)] {
+        for p in &suite.protocols {
+            sweeps.extend(SweepTable::from_frame(frame, p, over)?);
+        }
+    }
+    let variants_note = (models.len() > 1 || lambdas.len() > 1 || ks.len() > 1).then(|| {
+        let k_text = match ks.len() > 1 {
+            true => format!(" x {} subspace sizes (k {})", ks.len(), ks.join(", ")),
+            false => String::new(),
+        };
+        let at_k = match first_k.is_empty() {
+            true => String::new(),
+            false => format!(", k {first_k}"),
+        };
         format!(
-            "This suite ran {} x {} extractions (lambda {}). \"Does the subnetwork help?\" pools the seeds at lambda \
-             {first_lambda}, the first listed; the AUROC tables and the ROC curves are those of model {first_model} at \
-             lambda {first_lambda}; results.csv holds every variant (columns model, seed, lambda, kept_fraction).",
+            "This suite ran {} x {} (lambda {}){k_text}. \"Does the subnetwork help?\" pools the seeds at \
+             lambda {first_lambda}{at_k}, the first listed; the AUROC tables and the ROC curves are those of model \
+             {first_model} at lambda {first_lambda}{at_k}; results.csv holds every variant (columns model, seed, \
+             lambda, subspace_k, kept_fraction).",
             if models.len() == 1 { "one model".to_string() } else { format!("{} models (seeds)", models.len()) },
-            lambdas.len(),
+            if lambdas.len() == 1 { "one extraction".to_string() } else { format!("{} extractions", lambdas.len()) },
             lambdas.join(", ")
         )
     });
@@ -131,32 +147,45 @@ pub fn render(
     prune(&dir.join("adaptive-curves"), "", &curve_files)?;
     let mut sweep_files = BTreeSet::new();
     let mut sweep_links = Vec::new();
-    if let Some(sw) = sweeps.first() {
-        md += "## Extraction sweep\n\n";
-        md += &sweeps.iter().map(SweepTable::markdown).collect::<Vec<_>>().join("\n");
+    for over in [SweepOver::Lambda, SweepOver::SubspaceK] {
+        let of: Vec<&SweepTable> = sweeps.iter().filter(|t| t.over == over).collect();
+        let Some(sw) = of.first() else { continue };
+        md += &format!("## {}\n\n", over.title());
+        md += &of.iter().map(|t| t.markdown()).collect::<Vec<_>>().join("\n");
         md += "\n";
-        for (k, attack) in sw.attacks().iter().enumerate() {
-            let series = sw.series(attack);
+        let route = over.route();
+        for attack in sw.attacks() {
+            let series = sw.series(&attack);
             if series.iter().all(|(_, p)| p.is_empty()) {
                 continue;
             }
-            let title = format!("{attack}: subnet - full vs subnetwork size, protocol {}", sw.protocol);
+            let size = match over {
+                SweepOver::Lambda => "subnetwork size",
+                SweepOver::SubspaceK => "k",
+            };
+            let title = format!("{attack}: {route} - full vs {size}, protocol {}", sw.protocol);
             let slug: String = attack
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
                 .collect();
-            let name = format!("{k:03}-{slug}");
+            // the lambda sweep's files keep their names; the k sweep's follow them
+            let name = format!("{:03}-{slug}", sweep_links.len());
             for ext in ["svg", "png"] {
                 let file = format!("{name}.{ext}");
                 crate::report::plot::sweep_plot(
                     &dir.join("sweep").join(&file),
                     &title,
-                    "delta AUROC (subnet - full)",
+                    over.x_desc(),
+                    &format!("delta AUROC ({route} - full)"),
                     &series,
                 )?;
                 sweep_files.insert(file);
             }
-            sweep_links.push((attack.clone(), format!("sweep/{name}.svg"), format!("sweep/{name}.png")));
+            let label = match over {
+                SweepOver::Lambda => attack.clone(),
+                SweepOver::SubspaceK => format!("{attack} (subset sweep)"),
+            };
+            sweep_links.push((label, format!("sweep/{name}.svg"), format!("sweep/{name}.png")));
         }
     }
     prune(&dir.join("sweep"), "", &sweep_files)?;

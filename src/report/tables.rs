@@ -9,11 +9,12 @@ use polars::prelude::*;
 use std::path::Path;
 
 /// The columns that identify a row (the key `advdet check` matches results and baseline on): `model` names the seed's
-/// model (`lenet-s1-e6`), `lambda` the extraction (`OPTIONAL_KEY`: results written before suites had lambda lists lack
-/// it, and the check then matches without it).
-pub const KEY_COLUMNS: [&str; 8] = ["dataset", "model", "lambda", "attack", "params", "detector", "mode", "protocol"];
-/// The key column that older results files may lack.
-pub const OPTIONAL_KEY: &str = "lambda";
+/// model (`lenet-s1-e6`), `lambda` the extraction, `subspace_k` the class subsets of the `subspace` route (both
+/// `OPTIONAL_KEYS`: results written before suites had lambda or k lists lack them, and the check then matches without).
+pub const KEY_COLUMNS: [&str; 9] =
+    ["dataset", "model", "lambda", "subspace_k", "attack", "params", "detector", "mode", "protocol"];
+/// The key columns that older results files may lack.
+pub const OPTIONAL_KEYS: [&str; 2] = ["lambda", "subspace_k"];
 
 fn polars_err(path: &Path, e: PolarsError) -> Error {
     Error::format(path, format!("polars: {e}"))
@@ -32,8 +33,9 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
             "model".into(),
             text(&|j, _| j.variant.as_ref().map_or_else(|| suite.model.clone(), |v| v.model.clone())),
         ),
-        // the variant: the model's training seed, the extraction's lambda (text, as written: a key column) and the
-        // mean fraction of units its class subnetworks keep
+        // the variant: the model's training seed, the extraction's lambda (text, as written: a key column), the
+        // subspace route's k (text, empty without that route: a key column) and the mean fraction of units the
+        // extraction's class subnetworks keep
         Column::new(
             "seed".into(),
             rows.iter().map(|(j, _)| j.variant.as_ref().and_then(|v| v.seed)).collect::<Vec<_>>(),
@@ -41,6 +43,10 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
         Column::new(
             "lambda".into(),
             text(&|j, _| j.variant.as_ref().map_or(String::new(), |v| format!("{}", v.lambda))),
+        ),
+        Column::new(
+            "subspace_k".into(),
+            text(&|j, _| j.variant.as_ref().and_then(|v| v.subspace_k).map_or(String::new(), |k| k.to_string())),
         ),
         Column::new(
             "kept_fraction".into(),

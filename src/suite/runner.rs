@@ -110,19 +110,26 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         nnd: None,
         cdrp_memo: Default::default(),
     };
-    // a shard owns (seed, job) pairs, every lambda of a pair: one model per seed it touches, and each attack that does
-    // not read the subnetworks computed once for all lambdas
+    // a shard owns (seed, job) pairs, every lambda and k of a pair: one model per seed it touches, and each attack that
+    // does not read the subnetworks computed once for all lambdas and ks
     let n_seeds = suite.seed_count();
     let owns = |v: &Variant, job: &Job| opts.shard.owns(job.index * n_seeds + v.seed_index);
     let n_units: usize = variants.iter().map(|v| suite.jobs.iter().filter(|j| owns(v, j)).count()).sum();
     let total = suite.jobs.len() * variants.len();
     ctx.say(&format!(
-        "{n_units} of {total} jobs (shard {}; {} jobs x {} variants: seeds {}, lambda {}), {} detectors, on {}",
+        "{n_units} of {total} jobs (shard {}; {} jobs x {} variants: seeds {}, lambda {}{}), {} detectors, on {}",
         opts.shard,
         suite.jobs.len(),
         variants.len(),
         if suite.seeds.is_empty() { "as [model]".to_string() } else { format!("{:?}", suite.seeds) },
         suite.lambdas.iter().map(|l| format!("{l}")).collect::<Vec<_>>().join(", "),
+        match suite.modes.contains(&RouteKind::Subspace) {
+            true => format!(
+                ", subspace k {}",
+                suite.subspace_ks.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            false => String::new(),
+        },
         suite.detectors.len(),
         crate::device::describe(device, &numerics)
     ));
@@ -149,7 +156,8 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
         ctx.temperature = None;
         ctx.subspaces = None;
         if variants.len() > 1 {
-            ctx.say(&format!("variant {}/{}: seed {}, lambda {}", vi + 1, variants.len(), seed_text(v), v.lambda));
+            let k = v.subspace_k.map_or(String::new(), |k| format!(", subspace k {k}"));
+            ctx.say(&format!("variant {}/{}: seed {}, lambda {}{k}", vi + 1, variants.len(), seed_text(v), v.lambda));
         }
         let model = model_stage(&mut ctx, &data)?;
         let sub = subnet_stage(&mut ctx, &data, &model)?;
@@ -170,6 +178,7 @@ pub fn run(suite: &Suite, opts: &RunOptions) -> Result<RunSummary> {
                     ModelSpec::Weights { .. } => None,
                 },
                 lambda: v.lambda,
+                subspace_k: v.subspace_k,
                 model: model.label.clone(),
                 model_accuracy: model.accuracy,
                 kept_fraction: mean(&sub.record.kept_fraction),

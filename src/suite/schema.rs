@@ -80,7 +80,8 @@ struct ModelSection {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubspaceSection {
-    k: Spanned<i64>,
+    /// One size, or a list of sizes to sweep.
+    k: Spanned<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -115,7 +116,8 @@ impl ModelSpec {
     }
 }
 
-/// One (seed, lambda) of a suite's `[suite] seeds` x `[subnet] lambda`: a model and an extraction of its own.
+/// One (seed, lambda, k) of a suite's `[suite] seeds` x `[subnet] lambda` x `[subspace] k`: a model, an extraction and
+/// a set of class filter subsets of its own.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Variant {
     /// Position among the suite's seeds (0 without `seeds`).
@@ -123,6 +125,8 @@ pub struct Variant {
     /// The model training and extraction seed (`None` without `[suite] seeds`: the `[model]`/`[subnet]` seeds hold).
     pub seed: Option<u64>,
     pub lambda: f64,
+    /// The `subspace` route's k (`None` when the suite does not run that route).
+    pub subspace_k: Option<usize>,
 }
 
 /// The images of a run: the first `test_limit` test images (file order) are attacked; the last `fit_size` training
@@ -170,8 +174,10 @@ pub struct Suite {
     pub detectors: Vec<DetectorKind>,
     /// The routes detectors score on (`[detectors] modes`).
     pub modes: Vec<RouteKind>,
-    /// `[subspace] k`: the size of each class's filter subset of the `subspace` route.
+    /// `[subspace] k`: the size of each class's filter subset of the `subspace` route (the first of `subspace_ks`).
     pub subspace_k: usize,
+    /// `[subspace] k` as a list: one set of class subsets per value, swept as lambda is (one value without a list).
+    pub subspace_ks: Vec<usize>,
     pub detector_config: DetectorConfig,
     /// The attack the supervised detectors are trained on (`[detectors] train_attack`), one of `jobs`; `None` when the
     /// suite scores no supervised detector.
@@ -290,7 +296,7 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
              trained model of the same architecture)",
         ));
     }
-    let subspace_k = subspace_k(&loc, raw.subspace, &modes, &model)?;
+    let subspace_ks = subspace_ks(&loc, raw.subspace, &modes, &model)?;
     if let (Some(m), ModelSpec::Train(c)) = (modes.iter().find(|m| m.needs_class_gates()), &model) {
         if !c.training.is_csg() {
             return Err(loc.error_section(
@@ -335,7 +341,8 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
         jobs,
         detectors,
         modes,
-        subspace_k,
+        subspace_k: subspace_ks[0],
+        subspace_ks,
         detector_config,
         train_attack,
         bootstrap: raw.metrics.bootstrap.unwrap_or(1000),
@@ -343,33 +350,50 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
     })
 }
 
-/// `[subspace] k`: at least 1 and at most the architecture's penultimate features (when the suite names it), only
-/// with the `subspace` mode; `subspace::DEFAULT_K` without the section.
-fn subspace_k(
+/// `[subspace] k`, one value or a list: each at least 1 and at most the architecture's penultimate features (when the
+/// suite names it), none twice, only with the `subspace` mode; `subspace::DEFAULT_K` without the section.
+fn subspace_ks(
     loc: &Locator,
     section: Option<SubspaceSection>,
     modes: &[RouteKind],
     model: &ModelSpec,
-) -> Result<usize> {
-    let Some(sec) = section else { return Ok(crate::routes::subspace::DEFAULT_K) };
+) -> Result<Vec<usize>> {
+    let Some(sec) = section else { return Ok(vec![crate::routes::subspace::DEFAULT_K]) };
     let line = Some(line_of(loc.src, sec.k.span().start));
     if !modes.contains(&RouteKind::Subspace) {
         return Err(loc.error_line(line, "subspace.k", "the suite does not run the subspace mode ([detectors] modes)"));
     }
-    let k = *sec.k.get_ref();
+    let not_int = |v: &toml::Value| loc.error_line(line, "subspace.k", &format!("`{v}` is not a whole number"));
+    let ks: Vec<i64> = match sec.k.into_inner() {
+        toml::Value::Integer(k) => vec![k],
+        toml::Value::Array(list) if list.is_empty() => {
+            return Err(loc.error_line(line, "subspace.k", "the list is empty: give at least one value"))
+        }
+        toml::Value::Array(list) => {
+            list.iter().map(|v| v.as_integer().ok_or_else(|| not_int(v))).collect::<Result<_>>()?
+        }
+        other => return Err(not_int(&other)),
+    };
     let arch = match model {
         ModelSpec::Train(c) => Some(c.arch),
         ModelSpec::Weights { arch, .. } => *arch,
     };
     let width = arch.map(|a| a.feature_width());
-    if k < 1 || width.is_some_and(|w| k > w) {
-        let most = match (arch, width) {
-            (Some(a), Some(w)) => format!("the {w} penultimate features of {a}"),
-            _ => "the penultimate features".to_string(),
-        };
-        return Err(loc.error_line(line, "subspace.k", &format!("{k}: must be between 1 and {most}")));
+    let mut out: Vec<usize> = Vec::new();
+    for k in ks {
+        if k < 1 || width.is_some_and(|w| k > w) {
+            let most = match (arch, width) {
+                (Some(a), Some(w)) => format!("the {w} penultimate features of {a}"),
+                _ => "the penultimate features".to_string(),
+            };
+            return Err(loc.error_line(line, "subspace.k", &format!("{k}: must be between 1 and {most}")));
+        }
+        if out.contains(&(k as usize)) {
+            return Err(loc.error_line(line, "subspace.k", &format!("{k} is listed twice")));
+        }
+        out.push(k as usize);
     }
-    Ok(k as usize)
+    Ok(out)
 }
 
 /// `[subnet] lambda` as a list: non-empty, each value a positive finite number, none twice.
@@ -397,17 +421,22 @@ fn lambda_list(loc: &Locator, a: &[toml::Value]) -> Result<Vec<f64>> {
 }
 
 impl Suite {
-    /// The (seed, lambda) pairs of the suite, seeds first: one model per seed, one extraction per pair.
+    /// The (seed, lambda, k) triples of the suite, seeds first, then lambdas: one model per seed, one extraction per
+    /// (seed, lambda), one set of class subsets per triple (k only when the suite runs the `subspace` route).
     pub fn variants(&self) -> Vec<Variant> {
         let seeds: Vec<Option<u64>> =
             if self.seeds.is_empty() { vec![None] } else { self.seeds.iter().map(|&s| Some(s)).collect() };
-        seeds
-            .iter()
-            .enumerate()
-            .flat_map(|(seed_index, &seed)| {
-                self.lambdas.iter().map(move |&lambda| Variant { seed_index, seed, lambda })
-            })
-            .collect()
+        let ks: Vec<Option<usize>> = match self.modes.contains(&RouteKind::Subspace) {
+            true => self.subspace_ks.iter().map(|&k| Some(k)).collect(),
+            false => vec![None],
+        };
+        let mut out = Vec::new();
+        for (seed_index, &seed) in seeds.iter().enumerate() {
+            for &lambda in &self.lambdas {
+                out.extend(ks.iter().map(|&subspace_k| Variant { seed_index, seed, lambda, subspace_k }));
+            }
+        }
+        out
     }
 
     /// The number of seeds (1 without `[suite] seeds`).
@@ -416,10 +445,13 @@ impl Suite {
     }
 
     /// This suite as it runs for one variant: its seed trains the model and seeds the extraction, its lambda weighs
-    /// the extraction's penalty.
+    /// the extraction's penalty, its k sizes the class subsets.
     pub fn for_variant(&self, v: Variant) -> Suite {
         let mut s = self.clone();
         s.subnet.lambda = v.lambda;
+        if let Some(k) = v.subspace_k {
+            s.subspace_k = k;
+        }
         if let Some(seed) = v.seed {
             s.subnet.seed = seed;
             if let ModelSpec::Train(c) = &mut s.model {
