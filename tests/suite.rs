@@ -657,15 +657,27 @@ fn path_detectors_run_on_both_kinds_of_path_with_the_seen_row_and_the_path_heatm
     };
     let path_stages = stages("cdrp-paths-")?;
     assert_eq!(path_stages.len(), 5, "{path_stages:?}");
-    // a damaged path cache read by a scoring stage that must be redone: exit 2 naming the file, results left as they
-    // were
+    // a path cache of another shape (another model's or image set's paths) read by a scoring stage that must be
+    // redone: exit 2 naming the file and both shapes, results left as they were
     for p in &path_stages {
-        std::fs::write(p.join("paths.safetensors"), b"")?;
+        let wrong = tch::Tensor::zeros([3, 7], (tch::Kind::Float, tch::Device::Cpu));
+        advdet::suite::stages::save_tensors(&p.join("paths.safetensors"), &[("paths", &wrong)])?;
     }
     for p in stages("clean-scores-")? {
         std::fs::remove_dir_all(p)?;
     }
     let args = ["run", suite.to_str().ok_or("path")?, "--out", out.to_str().ok_or("path")?, "--device", "cpu"];
+    let (code, _, stderr) = run_advdet(&args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("paths.safetensors") && stderr.contains("CDRP paths of shape [3, 7], expected [100, 570]"),
+        "{stderr}"
+    );
+    assert_eq!(results(&out)?, before, "nothing half-written");
+    // a damaged one: the same
+    for p in &path_stages {
+        std::fs::write(p.join("paths.safetensors"), b"")?;
+    }
     let (code, _, stderr) = run_advdet(&args);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("paths.safetensors") && stderr.contains("unreadable cache file"), "{stderr}");

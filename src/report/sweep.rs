@@ -72,8 +72,12 @@ impl SweepTable {
     /// when the results hold fewer than two values, or lack the subnet route (whose rows key "Does the subnetwork
     /// help?") or the swept route.
     pub fn from_frame(df: &DataFrame, protocol: &str, over: SweepOver) -> Result<Option<SweepTable>> {
-        let values: Vec<String> =
+        let mut values: Vec<String> =
             distinct(&str_col(df, over.column())?).into_iter().filter(|v| !v.is_empty()).collect();
+        // lambdas in suite order; ks by size (a suite lists its reference k first)
+        if over == SweepOver::SubspaceK {
+            values.sort_by_key(|v| v.parse::<usize>().unwrap_or(usize::MAX));
+        }
         if values.len() < 2 {
             return Ok(None);
         }
