@@ -430,6 +430,10 @@ fn detect_command_writes_scores_and_metrics_and_rejects_bad_input() -> TestResul
     let (code, _, err) =
         run(&["--adv", &p("adv.safetensors"), "--detectors", "msp,feature-squeeze", "--out", &p("bad")]);
     assert!(code == 2 && err.contains("feature-squeeze"), "{code} {err}");
+    // NND's modules are trained by a suite: refused before any model or data is read
+    let (code, _, err) =
+        run(&["--adv", &p("adv.safetensors"), "--detectors", "msp", "--modes", "full,nnd", "--out", &p("bad")]);
+    assert!(code == 2 && err.contains("--modes") && err.contains("nnd") && err.contains("advdet run"), "{code} {err}");
     // an empty set: a clear error, not libtorch's abort on the min of no values
     let empty = Tensor::zeros([0, 1, 28, 28], (Kind::Float, Device::Cpu));
     Tensor::write_safetensors(

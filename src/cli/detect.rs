@@ -40,7 +40,8 @@ pub struct DetectArgs {
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<DetectorKind>>,
     /// Comma-separated routes (the `mode` column): full, subnet, subspace, csg, csg-binary, cdrp, and the controls
-    /// random-mask, union-mask, wrong-class, temperature, second-model
+    /// random-mask, union-mask, wrong-class, temperature, second-model (nnd runs in suites only: its modules are
+    /// trained there)
     #[arg(long, value_delimiter = ',', default_value = "full,subnet")]
     pub modes: Vec<RouteKind>,
     /// The subspace mode's filter subset size per class (Badola et al.: 5 on ResNet-20's 64 pooled channels), chosen
@@ -98,6 +99,15 @@ fn plan(a: &DetectArgs) -> Result<Plan> {
             true,
             "runs in suites only (`advdet run`, [detectors] class_normalise = true): it needs the held-out fit images' \
              scores",
+        )
+        .into());
+    }
+    if a.modes.contains(&RouteKind::Nnd) {
+        return Err(Error::config(
+            "--modes",
+            RouteKind::Nnd,
+            "needs the architecture-controlling modules that a suite trains and caches per model (`advdet run` with \
+             nnd in [detectors] modes); `advdet detect` does not train them",
         )
         .into());
     }

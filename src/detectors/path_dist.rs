@@ -10,7 +10,7 @@ use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::routes::cdrp::conv_columns;
-use crate::routes::{Pass, Resources, RouteKind};
+use crate::routes::{Resources, RouteKind};
 use tch::{Kind, Tensor};
 
 #[derive(Debug)]
@@ -36,14 +36,13 @@ impl PathClassDist {
     /// kept; a class with no path is an error.
     pub fn fit_paths(&mut self, paths: &Tensor, labels: &Tensor, classes: i64, columns: &Tensor) -> Result<()> {
         let p = paths.to_kind(Kind::Double) * columns.to_kind(Kind::Double);
-        let mut means = Vec::new();
-        for c in 0..classes {
-            let idx = labels.eq(c).nonzero().squeeze_dim(1);
-            if idx.size()[0] == 0 {
-                return Err(Error::Missing(format!("detector path-class-dist: no fitting image of class {c}")));
-            }
-            means.push(p.index_select(0, &idx).mean_dim([0].as_slice(), false, Kind::Double));
-        }
+        let means = crate::routes::class_means(&p, labels, classes)
+            .into_iter()
+            .enumerate()
+            .map(|(c, m)| {
+                m.ok_or_else(|| Error::Missing(format!("detector path-class-dist: no fitting image of class {c}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.means = Some(Tensor::stack(&means, 0));
         Ok(())
     }
@@ -83,21 +82,9 @@ impl Detector for PathClassDist {
         }
         let ds = clean.limit(self.fit_size);
         let route = crate::routes::build(self.route.unwrap_or(RouteKind::Cdrp), model, res)?;
-        let parts: Vec<Tensor> = ds
-            .batches(500, model.device())
-            .map(|(x, _)| {
-                let _guard = tch::no_grad_guard();
-                let full = Pass::run(model, &x, None);
-                let pass = route.pass(model, &x, &full)?;
-                pass.and_then(|p| p.gates)
-                    .ok_or_else(|| Error::Model("detector path-class-dist needs a route with per-image paths".into()))
-            })
-            .collect::<Result<_>>()?;
-        if parts.is_empty() {
-            return Err(Error::Missing("detector path-class-dist: no clean training images to fit on".into()));
-        }
+        let paths = crate::routes::image_paths(model, route.as_ref(), &ds.images, 500)?;
         let labels = ds.labels.to_device(model.device());
-        self.fit_paths(&Tensor::cat(&parts, 0), &labels, model.num_classes(), &conv_columns(model))
+        self.fit_paths(&paths, &labels, model.num_classes(), &conv_columns(model))
     }
     fn score(&self, v: &View) -> Result<Tensor> {
         let means = self.means.as_ref().ok_or_else(|| not_fitted("path-class-dist"))?;

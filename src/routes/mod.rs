@@ -352,6 +352,40 @@ pub trait Route {
     }
 }
 
+/// Each image's path on a route with per-image paths (`cdrp`, `nnd`): the route's gates `[N, units]` over `images`
+/// in batches of `batch`, without gradients; a route without per-image paths is an error naming it.
+pub fn image_paths(model: &Model, route: &dyn Route, images: &Tensor, batch: i64) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    let n = images.size()[0];
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(batch.max(1) as usize) {
+        let xs = images.narrow(0, start, batch.min(n - start)).to_device(model.device());
+        let full = Pass::run(model, &xs, None);
+        let pass = route.pass(model, &xs, &full)?;
+        let gates = pass.and_then(|p| p.gates).ok_or_else(|| {
+            Error::Model(format!("route {} has no per-image paths (the cdrp and nnd routes have)", route.kind()))
+        })?;
+        parts.push(gates);
+    }
+    match parts.is_empty() {
+        true => Err(Error::Missing(format!("route {}: no images to take paths of", route.kind()))),
+        false => Ok(Tensor::cat(&parts, 0)),
+    }
+}
+
+/// The mean row of `values` (`[N, D]`, in double precision) of each class `0..classes` by `labels` (`[N]`); `None`
+/// for a class with no row.
+pub fn class_means(values: &Tensor, labels: &Tensor, classes: i64) -> Vec<Option<Tensor>> {
+    let values = values.to_kind(tch::Kind::Double);
+    let labels = labels.to_device(values.device());
+    (0..classes)
+        .map(|c| {
+            let idx = labels.eq(c).nonzero().squeeze_dim(1);
+            (idx.size()[0] > 0).then(|| values.index_select(0, &idx).mean_dim([0].as_slice(), false, tch::Kind::Double))
+        })
+        .collect()
+}
+
 /// The route `kind`, checked against the model and the resources it needs (an error names what is missing).
 pub fn build<'a>(kind: RouteKind, model: &Model, res: Resources<'a>) -> Result<Box<dyn Route + 'a>> {
     Ok(match kind {

@@ -653,27 +653,14 @@ fn class_paths(
     let ds = data.fit.limit(PATH_IMAGES);
     let route = crate::routes::build(kind, m, ctx.resources(model, sub))?;
     let conv = crate::routes::cdrp::conv_columns(m).squeeze_dim(0).nonzero().squeeze_dim(1);
-    let mut open = Vec::new();
-    for (xs, _) in ds.batches(250, m.device()) {
-        let full = tch::no_grad(|| crate::routes::Pass::run(m, &xs, None));
-        let pass = route.pass(m, &xs, &full)?.ok_or_else(|| Error::Model(format!("route {kind} gave no pass")))?;
-        let gates = pass.gates.ok_or_else(|| Error::Model(format!("route {kind} has no per-image path")))?;
-        open.push(gates.index_select(1, &conv).gt(0.5).to_kind(Kind::Double).to_device(Device::Cpu));
-    }
-    let open = Tensor::cat(&open, 0);
-    let labels = ds.labels.to_device(Device::Cpu);
-    let classes = m.num_classes();
-    let masks: Vec<Tensor> = (0..classes)
-        .map(|c| {
-            let idx = labels.eq(c).nonzero().squeeze_dim(1);
-            match idx.size()[0] {
-                0 => Tensor::zeros([open.size()[1]], (Kind::Double, Device::Cpu)),
-                _ => open
-                    .index_select(0, &idx)
-                    .mean_dim([0].as_slice(), false, Kind::Double)
-                    .ge(0.5)
-                    .to_kind(Kind::Double),
-            }
+    let paths = crate::routes::image_paths(m, route.as_ref(), &ds.images, 250)?;
+    let open = paths.index_select(1, &conv).gt(0.5).to_kind(Kind::Double).to_device(Device::Cpu);
+    // a class's path: the channels open on at least half its images (none for a class with no image)
+    let masks: Vec<Tensor> = crate::routes::class_means(&open, &ds.labels, m.num_classes())
+        .into_iter()
+        .map(|mean| match mean {
+            Some(mean) => mean.ge(0.5).to_kind(Kind::Double),
+            None => Tensor::zeros([open.size()[1]], (Kind::Double, Device::Cpu)),
         })
         .collect();
     Ok(crate::records::PathSimilarity {
