@@ -628,6 +628,10 @@ fn path_detectors_run_on_both_kinds_of_path_with_the_seen_row_and_the_path_heatm
     assert!(std::fs::read_to_string(dir.join("table.md"))?.contains("(seen)"));
     let m = manifest(&out)?;
     assert!(!m.detectors_oblivious_to_attacks);
+    // learning paths (NND's modules, CDRP's paths, the heatmaps) is its own stage, the extraction's apart
+    let stage = |name: &str| m.stages.iter().find(|s| s.stage == name).map(|s| (s.computed, s.cached));
+    assert_eq!(stage("subnets"), Some((1, 0)));
+    assert!(stage("paths").is_some_and(|(computed, _)| computed >= 1 + 5 + 2), "{:?}", stage("paths"));
     assert_eq!(m.train_attack.as_deref(), Some("fgsm eps=0.3"));
     // the class similarity of the CDRP paths of the 100 fit images, beside the CSS class-mask heatmap
     let rec: advdet::records::SuiteRecord =

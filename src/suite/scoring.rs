@@ -51,8 +51,8 @@ impl DetectorSlot {
     ) -> Result<()> {
         if !self.fitted && self.detector.needs_fit() {
             let fit_start = Instant::now();
-            // the training attack and the CDRP paths are tallied under attacks and subnets, not under fit
-            let elsewhere = |ctx: &Ctx| ctx.tally("attacks").1 + ctx.tally("subnets").1;
+            // the training attack and the CDRP paths are tallied under attacks and paths, not under fit
+            let elsewhere = |ctx: &Ctx| ctx.tally("attacks").1 + ctx.tally("paths").1;
             let before = elsewhere(ctx);
             match (self.detector.supervised(), ctx.suite.train_attack.clone()) {
                 (false, _) => {
@@ -182,7 +182,7 @@ fn scores_stage(
     let stages: Vec<_> = keys.iter().map(|k| ctx.cache.stage(stage_name, k)).collect();
     let todo: Vec<usize> = (0..slots.len()).filter(|&d| !stages[d].is_done()).collect();
     // fitting, its training attack and learning CDRP paths are tallied as their own stages, not as scoring
-    let others = |ctx: &Ctx| ctx.tally("fit").1 + ctx.tally("attacks").1 + ctx.tally("subnets").1;
+    let others = |ctx: &Ctx| ctx.tally("fit").1 + ctx.tally("attacks").1 + ctx.tally("paths").1;
     let before = others(ctx);
     if !todo.is_empty() {
         for &d in &todo {

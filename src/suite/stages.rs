@@ -45,8 +45,9 @@ pub struct Ctx<'a> {
     pub cdrp_memo: crate::routes::cdrp::PathMemo,
 }
 
-/// The stages in pipeline order (the manifest lists them so).
-pub const STAGES: [&str; 8] = ["data", "model", "subnets", "attacks", "fit", "scores", "metrics", "report"];
+/// The stages in pipeline order (the manifest lists them so); `paths` is the per-image path routes' own learning
+/// (NND's modules, CDRP's paths of each image set, the path heatmaps).
+pub const STAGES: [&str; 9] = ["data", "model", "subnets", "paths", "attacks", "fit", "scores", "metrics", "report"];
 
 impl<'a> Ctx<'a> {
     /// What the routes draw on besides the model, for this variant's model and subnetworks.
@@ -538,7 +539,7 @@ pub fn nnd_stage(ctx: &mut Ctx, data: &DataStage, model: &ModelStage) -> Result<
         stage.finish(&BTreeMap::from([("losses", format!("{losses:?}"))]))?;
     }
     nnd.vs.load(&file).map_err(|e| Error::format(&file, format!("unreadable nnd modules: {e}")))?;
-    ctx.record("subnets", computed, start);
+    ctx.record("paths", computed, start);
     Ok((nnd, key))
 }
 
@@ -586,7 +587,7 @@ pub fn use_cdrp_paths(ctx: &mut Ctx, model: &ModelStage, sets: &[&Tensor]) -> Re
             ));
         }
         loaded.push(paths);
-        ctx.record("subnets", computed, start);
+        ctx.record("paths", computed, start);
     }
     let pairs: Vec<(&Tensor, &Tensor)> = sets.iter().copied().zip(loaded.iter()).collect();
     ctx.cdrp_memo.replace(&pairs)
@@ -622,7 +623,7 @@ pub fn path_similarity(
         let stage = ctx.cache.stage("path-similarity", &kb.finish());
         let computed = !stage.is_done();
         // the CDRP paths it reads are tallied by their own stage
-        let nested = ctx.tally("subnets").1;
+        let nested = ctx.tally("paths").1;
         if computed {
             stage.create()?;
             if kind == RouteKind::Cdrp {
@@ -635,8 +636,8 @@ pub fn path_similarity(
             stage.finish(&BTreeMap::from([("seconds", start.elapsed().as_secs_f64())]))?;
         }
         out.push(read_json(&stage.file("record.json"))?);
-        let seconds = start.elapsed().as_secs_f64() - (ctx.tally("subnets").1 - nested);
-        ctx.record_seconds("subnets", computed as usize, !computed as usize, seconds);
+        let seconds = start.elapsed().as_secs_f64() - (ctx.tally("paths").1 - nested);
+        ctx.record_seconds("paths", computed as usize, !computed as usize, seconds);
     }
     Ok(out)
 }
