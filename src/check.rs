@@ -208,7 +208,21 @@ fn read_table(path: &Path, metrics: &[String], key_columns: &[&str]) -> Result<T
             vals.insert(m.clone(), cell);
         }
         if let Some((first, _)) = rows.insert(key.clone(), (line, vals)) {
-            return Err(Error::format(path, format!("line {line}: duplicate row key ({key}), first on line {first}")));
+            // an optional key this file has and the other lacks: rows that differ only in it share a key
+            let dropped: Vec<&str> =
+                OPTIONAL_KEYS.iter().copied().filter(|k| has(k) && !key_columns.contains(k)).collect();
+            let why = match dropped.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "; the other file has no {} column, so rows that differ only in it share a key: compare against \
+                     a file written by this advdet",
+                    dropped.join(" or ")
+                ),
+            };
+            return Err(Error::format(
+                path,
+                format!("line {line}: duplicate row key ({key}), first on line {first}{why}"),
+            ));
         }
     }
     if rows.is_empty() {

@@ -296,5 +296,18 @@ fn subspace_k_keys_rows_only_when_both_files_have_it() -> TestResult {
     let (code, stdout, _) = check_cli(&one_40, &k20, &[]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("has no baseline row") && stdout.contains("subspace_k=40"), "{stdout}");
+    // results without the column against a baseline with it: matched without it too
+    let (code, stdout, stderr) = check_cli(&no_column, &k20, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // a k sweep against a baseline without the column: its rows share keys, and the error says why
+    let k40 = std::fs::read_to_string(with_k(Some(&|_| "40"), "k40.csv")?)?;
+    let swept = tmp.path().join("swept.csv");
+    std::fs::write(
+        &swept,
+        std::fs::read_to_string(&k20)? + &k40.lines().skip(1).collect::<Vec<_>>().join("\n") + "\n",
+    )?;
+    let (code, stdout, stderr) = check_cli(&swept, &no_column, &[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("duplicate row key") && stderr.contains("no subspace_k column"), "{stderr}");
     Ok(())
 }

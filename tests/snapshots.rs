@@ -203,15 +203,16 @@ fn variants_pool_the_seeds_and_sweep_the_lambdas() -> TestResult {
     Ok(())
 }
 
-/// One model, one lambda and two subspace sizes: the subset sweep puts each k's subspace row against the full model,
-/// and the report's other tables read the first k only.
+/// One model, one lambda and two subspace sizes (40 listed first): the subset sweep puts each k's subspace row against
+/// the full model in order of k, the report's other tables read the first k only, and Holm's family holds each test
+/// once.
 #[test]
 fn the_subset_sweep_compares_each_k_with_the_full_model() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (mut suite, base) = records();
     suite.protocols = vec!["successful".into()];
     let mut jobs = Vec::new();
-    for (v, k) in [20usize, 40].into_iter().enumerate() {
+    for (v, k) in [40usize, 20].into_iter().enumerate() {
         for (j, b) in base.iter().enumerate() {
             let mut rows: Vec<RowRecord> = b.rows.iter().filter(|r| r.protocol == "successful").cloned().collect();
             // the subspace route: k 20 lowers msp (significant), k 40 raises it (not)
@@ -250,8 +251,29 @@ fn the_subset_sweep_compares_each_k_with_the_full_model() -> TestResult {
     let ks: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(col).unwrap_or_default()).collect();
     assert_eq!(ks.iter().filter(|k| **k == "20").count(), ks.len() / 2, "{csv}");
     assert_eq!(ks.iter().filter(|k| **k == "40").count(), ks.len() / 2, "{csv}");
-    // k's plots follow the lambda sweep's numbering (none here: one lambda)
-    for name in ["000-fgsm_eps_0.1", "001-pgd-linf_eps_0.3_steps_40"] {
+    // Holm counts each test once: the full and subnet rows repeat at both ks with the same scores
+    let cells: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column {name}"));
+    let (params, det, mode, p, holm) =
+        (at("params")?, at("detector")?, at("mode")?, at("delta_auroc_p")?, at("delta_auroc_p_holm")?);
+    let mut tests: Vec<(String, f64)> = Vec::new();
+    for r in cells.iter().skip(1).filter(|r| !r[p].is_empty()) {
+        let k = if r[mode] == "subspace" { r[col] } else { "" };
+        let id = format!("{} {} {} {k}", r[params], r[det], r[mode]);
+        if !tests.iter().any(|(t, _)| *t == id) {
+            tests.push((id, r[p].parse()?));
+        }
+    }
+    let adjusted = advdet::metrics::holm(&tests.iter().map(|t| t.1).collect::<Vec<_>>());
+    for r in cells.iter().skip(1).filter(|r| !r[p].is_empty()) {
+        let k = if r[mode] == "subspace" { r[col] } else { "" };
+        let i =
+            tests.iter().position(|(t, _)| *t == format!("{} {} {} {k}", r[params], r[det], r[mode])).ok_or("test")?;
+        assert_eq!(r[holm], format!("{:.6}", adjusted[i]), "{r:?}");
+    }
+    assert!(tests.len() < cells.iter().skip(1).filter(|r| !r[p].is_empty()).count(), "rows repeat tests");
+    // the k sweep's plots, per attack after their own prefix
+    for name in ["k-000-fgsm_eps_0.1", "k-001-pgd-linf_eps_0.3_steps_40"] {
         let svg = std::fs::read_to_string(dir.path().join("sweep").join(format!("{name}.svg")))?;
         assert!(svg.contains("subspace - full vs k") && svg.contains("msp"), "{name}");
     }

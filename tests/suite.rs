@@ -111,16 +111,19 @@ fn seeds_lambda_lists_gate_and_second_model_are_checked_at_parse_time() -> TestR
     expect(&parse_err(&subspace("501", with_mode)), &["line 25", "subspace.k", "500 penultimate features of lenet"]);
     expect(&parse_err(&subspace("5", "[\"full\"]")), &["line 25", "subspace.k", "subspace mode"]);
     expect(&parse_err(&subspace("\"five\"", with_mode)), &["attacks/x.toml", "line 25", "subspace.k", "five"]);
-    // a list sweeps k: each value in range, none twice, whole numbers, at least one
-    expect(&parse_err(&subspace("[]", with_mode)), &["line 25", "subspace.k", "empty"]);
-    expect(&parse_err(&subspace("[20, 20]", with_mode)), &["line 25", "subspace.k", "20 is listed twice"]);
-    expect(&parse_err(&subspace("[20, 501]", with_mode)), &["line 25", "subspace.k", "501: must be between 1 and"]);
-    expect(&parse_err(&subspace("[20, 2.5]", with_mode)), &["line 25", "subspace.k", "2.5", "not a whole number"]);
-    let swept = schema::parse(Path::new("x.toml"), &subspace("[20, 40]", with_mode), String::new())?;
-    assert_eq!((swept.subspace_k, swept.subspace_ks.clone()), (20, vec![20, 40]));
+    // a list sweeps k against the full model beside the subnet: each value in range, none twice, whole numbers, at
+    // least one, and the full and subnet modes run too
+    let sweep_modes = "[\"full\", \"subnet\", \"subspace\"]";
+    expect(&parse_err(&subspace("[]", sweep_modes)), &["line 25", "subspace.k", "empty"]);
+    expect(&parse_err(&subspace("[20, 40]", with_mode)), &["line 25", "subspace.k", "full and subnet"]);
+    expect(&parse_err(&subspace("[20, 20]", sweep_modes)), &["line 25", "subspace.k", "20 is listed twice"]);
+    expect(&parse_err(&subspace("[20, 501]", sweep_modes)), &["line 25", "subspace.k", "501: must be between 1 and"]);
+    expect(&parse_err(&subspace("[20, 2.5]", sweep_modes)), &["line 25", "subspace.k", "2.5", "not a whole number"]);
+    let swept = schema::parse(Path::new("x.toml"), &subspace("[40, 20]", sweep_modes), String::new())?;
+    assert_eq!((swept.subspace_k, swept.subspace_ks.clone()), (40, vec![40, 20]));
     let ks: Vec<Option<usize>> = swept.variants().iter().map(|v| v.subspace_k).collect();
-    assert_eq!(ks, [Some(20), Some(40)]);
-    assert_eq!(swept.for_variant(swept.variants()[1]).subspace_k, 40);
+    assert_eq!(ks, [Some(40), Some(20)]);
+    assert_eq!(swept.for_variant(swept.variants()[1]).subspace_k, 20);
     let plain = schema::parse(Path::new("x.toml"), BASE, String::new())?;
     assert_eq!(plain.variants().iter().map(|v| v.subspace_k).collect::<Vec<_>>(), [None], "no subspace route: no k");
     assert_eq!(schema::parse(Path::new("x.toml"), &subspace("40", with_mode), String::new())?.subspace_k, 40);
@@ -451,7 +454,7 @@ fn a_k_list_sweeps_the_subspace_route_on_one_model() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let text = BASE
         .replace("modes = [\"full\", \"subnet\"]", "modes = [\"full\", \"subnet\", \"subspace\"]")
-        .replace("[metrics]", "[subspace]\nk = [20, 40]\n\n[metrics]");
+        .replace("[metrics]", "[subspace]\nk = [40, 20]\n\n[metrics]");
     let suite = tmp.path().join("tiny.toml");
     std::fs::write(&suite, text)?;
     let out = tmp.path().join("out");
@@ -478,9 +481,12 @@ fn a_k_list_sweeps_the_subspace_route_on_one_model() -> TestResult {
     let stage = |name: &str| m.stages.iter().find(|s| s.stage == name).map(|s| (s.computed, s.cached));
     assert_eq!(stage("attacks"), Some((2, 2)), "each attack once, the second k's from the cache");
     assert_eq!(stage("subnets").map(|s| s.0), Some(1), "one extraction for both ks");
+    // scores are keyed by k where the subspace route is among the modes: each k scores msp on its clean test and
+    // fit images and on both attacks' images, nothing twice
+    assert_eq!(stage("scores"), Some((8, 0)), "2 ks x (clean, fit, 2 attacks)");
     let table = std::fs::read_to_string(out.join("tiny").join("table.md"))?;
     assert!(table.contains("## Subset sweep") && table.contains("| k 20 | k 40 |"), "{table}");
-    assert!(table.contains("x 2 subspace sizes (k 20, 40)"), "{table}");
+    assert!(table.contains("x 2 subspace sizes (k 40, 20)") && table.contains("at lambda 0.01, k 40"), "{table}");
     Ok(())
 }
 

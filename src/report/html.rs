@@ -22,8 +22,8 @@ pub struct Links {
     pub stage_chart: Option<String>,
     /// `(svg, png)` of the forest plot of the subnetwork's differences from the full model, when there are any.
     pub forest: Option<(String, String)>,
-    /// `(attack label, svg, png)` per plot of the extraction sweep.
-    pub sweep: Vec<(String, String, String)>,
+    /// `(sweep, attack label, svg, png)` per plot of the extraction and subset sweeps.
+    pub sweep: Vec<(SweepOver, String, String, String)>,
     /// What the tables show of a suite with several variants.
     pub note: Option<String>,
 }
@@ -120,13 +120,13 @@ pub fn index_html(
         for sw in of {
             s += &sw.html();
         }
-    }
-    for (label, svg, png) in &links.sweep {
-        s += &format!(
-            "<h3>{}</h3>\n<p><a href=\"{svg}\"><img src=\"{png}\" alt=\"sweep {}\"></a></p>\n",
-            escape(label),
-            escape(label)
-        );
+        for (_, label, svg, png) in links.sweep.iter().filter(|l| l.0 == over) {
+            s += &format!(
+                "<h3>{}</h3>\n<p><a href=\"{svg}\"><img src=\"{png}\" alt=\"sweep {}\"></a></p>\n",
+                escape(label),
+                escape(label)
+            );
+        }
     }
     for t in tables {
         s += &format!("<h2>AUROC, protocol {}</h2>\n{}", escape(&t.protocol), table_html(t));

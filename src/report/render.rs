@@ -154,7 +154,7 @@ pub fn render(
         md += &of.iter().map(|t| t.markdown()).collect::<Vec<_>>().join("\n");
         md += "\n";
         let route = over.route();
-        for attack in sw.attacks() {
+        for (i, attack) in sw.attacks().into_iter().enumerate() {
             let series = sw.series(&attack);
             if series.iter().all(|(_, p)| p.is_empty()) {
                 continue;
@@ -168,8 +168,11 @@ pub fn render(
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
                 .collect();
-            // the lambda sweep's files keep their names; the k sweep's follow them
-            let name = format!("{:03}-{slug}", sweep_links.len());
+            // per attack in the sweep's order: the lambda sweep's as they always were, the k sweep's after a prefix
+            let name = match over {
+                SweepOver::Lambda => format!("{i:03}-{slug}"),
+                SweepOver::SubspaceK => format!("k-{i:03}-{slug}"),
+            };
             for ext in ["svg", "png"] {
                 let file = format!("{name}.{ext}");
                 crate::report::plot::sweep_plot(
@@ -185,7 +188,7 @@ pub fn render(
                 SweepOver::Lambda => attack.clone(),
                 SweepOver::SubspaceK => format!("{attack} (subset sweep)"),
             };
-            sweep_links.push((label, format!("sweep/{name}.svg"), format!("sweep/{name}.png")));
+            sweep_links.push((over, label, format!("sweep/{name}.svg"), format!("sweep/{name}.png")));
         }
     }
     prune(&dir.join("sweep"), "", &sweep_files)?;

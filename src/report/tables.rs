@@ -91,9 +91,7 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
     let vf = |f: fn(&VersusFull) -> f64| -> Vec<Option<f64>> {
         rows.iter().map(|(_, r)| r.versus_full.as_ref().map(f)).collect()
     };
-    let p: Vec<f64> = rows.iter().map(|(_, r)| r.versus_full.map_or(f64::NAN, |v| v.delta_auroc_p)).collect();
-    let holm: Vec<Option<f64>> =
-        crate::metrics::holm(&p).into_iter().map(|v| Some(v).filter(|v| !v.is_nan())).collect();
+    let holm: Vec<Option<f64>> = holm_once_per_test(&rows);
     cols.push(Column::new(
         "delta_against".into(),
         rows.iter().map(|(_, r)| r.versus_full.map_or(String::new(), |v| v.against.to_string())).collect::<Vec<_>>(),
@@ -111,6 +109,51 @@ pub fn results_frame(suite: &SuiteRecord, jobs: &[JobRecord]) -> Result<DataFram
     cols.push(Column::new("delta_tpr_at_fpr_5_lo".into(), vf(|v| v.delta_tpr_at_fpr_5_lo)));
     cols.push(Column::new("delta_tpr_at_fpr_5_hi".into(), vf(|v| v.delta_tpr_at_fpr_5_hi)));
     DataFrame::new(rows.len(), cols).map_err(|e| polars_err(Path::new("results"), e))
+}
+
+/// What a row's paired test compares, so that one test is counted once in the Holm family: a `[subspace] k` list
+/// repeats every route but `subspace` on each k with the same scores, so the subset size is part of a test's identity
+/// only where the row's route or the adaptive attack's route is `subspace`.
+fn test_identity(j: &JobRecord, r: &crate::records::RowRecord) -> String {
+    let target = j.target.as_ref().map_or(("", ""), |t| (t.detector.as_str(), t.mode.as_str()));
+    let k_matters = r.mode == "subspace" || target.1 == "subspace";
+    let v = j.variant.as_ref();
+    format!(
+        "{:?}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{}|{}",
+        v.map(|v| &v.model),
+        v.map(|v| v.lambda.to_string()),
+        v.and_then(|v| v.subspace_k).filter(|_| k_matters),
+        j.attack,
+        j.params,
+        target.0,
+        target.1,
+        r.detector,
+        r.mode,
+        r.protocol,
+        r.trained_on.as_deref().unwrap_or("")
+    )
+}
+
+/// Holm's adjustment of the rows' DeLong p-values over the whole table, each distinct test (`test_identity`) once in
+/// the family: the rows that repeat a test get its adjusted p.
+fn holm_once_per_test(rows: &[(&JobRecord, &crate::records::RowRecord)]) -> Vec<Option<f64>> {
+    let mut tests: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut p: Vec<f64> = Vec::new();
+    let mut which: Vec<Option<usize>> = Vec::with_capacity(rows.len());
+    for (j, r) in rows {
+        let Some(v) = r.versus_full else {
+            which.push(None);
+            continue;
+        };
+        let id = test_identity(j, r);
+        let t = *tests.entry(id).or_insert_with(|| {
+            p.push(v.delta_auroc_p);
+            p.len() - 1
+        });
+        which.push(Some(t));
+    }
+    let adjusted = crate::metrics::holm(&p);
+    which.iter().map(|t| t.map(|t| adjusted[t]).filter(|v| !v.is_nan())).collect()
 }
 
 /// Writes `results.csv` (floats with 6 decimals, so equal runs give equal bytes) and `results.parquet`, atomically.

@@ -351,7 +351,8 @@ pub fn parse(path: &Path, src: &str, source_hash: String) -> Result<Suite> {
 }
 
 /// `[subspace] k`, one value or a list: each at least 1 and at most the architecture's penultimate features (when the
-/// suite names it), none twice, only with the `subspace` mode; `subspace::DEFAULT_K` without the section.
+/// suite names it), none twice, only with the `subspace` mode (a list also with `full` and `subnet`, which the subset
+/// sweep reads); `subspace::DEFAULT_K` without the section.
 fn subspace_ks(
     loc: &Locator,
     section: Option<SubspaceSection>,
@@ -374,6 +375,14 @@ fn subspace_ks(
         }
         other => return Err(not_int(&other)),
     };
+    // the subset sweep reads each k's subspace row beside the same model's full and subnet rows
+    if ks.len() > 1 && !(modes.contains(&RouteKind::Full) && modes.contains(&RouteKind::Subnet)) {
+        return Err(loc.error_line(
+            line,
+            "subspace.k",
+            "a list of k is a sweep against the full model: [detectors] modes must hold full and subnet as well",
+        ));
+    }
     let arch = match model {
         ModelSpec::Train(c) => Some(c.arch),
         ModelSpec::Weights { arch, .. } => *arch,
