@@ -89,6 +89,50 @@ pub struct RowRecord {
     /// that job are its seen attack, every other row an unseen one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained_on: Option<String>,
+    /// Which of the clean-correct images evade the detector at its operating threshold (`evasion_at_fpr_5`'s
+    /// numerator), image by image, so that two routes' evasion can be compared as paired data; absent where no
+    /// operating threshold was set and in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaded: Option<Bits>,
+}
+
+/// A bit per image: `n` bits as lowercase hex, four images per digit, the first image in the first digit's highest
+/// bit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bits {
+    pub n: usize,
+    pub hex: String,
+}
+
+impl Bits {
+    pub fn from_flags(flags: &[bool]) -> Bits {
+        let hex = flags
+            .chunks(4)
+            .map(|c| {
+                let v = c.iter().enumerate().fold(0u32, |v, (i, &f)| v | (u32::from(f) << (3 - i)));
+                char::from_digit(v, 16).unwrap_or('0')
+            })
+            .collect();
+        Bits { n: flags.len(), hex }
+    }
+
+    /// The flags back; `None` when the hex does not hold exactly `n` bits.
+    pub fn flags(&self) -> Option<Vec<bool>> {
+        if self.hex.len() != self.n.div_ceil(4) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.n);
+        for c in self.hex.chars() {
+            let v = c.to_digit(16)?;
+            out.extend((0..4).map(|i| v & (1 << (3 - i)) != 0));
+        }
+        // the padding bits of the last digit must be zero
+        if out[self.n..].iter().any(|&f| f) {
+            return None;
+        }
+        out.truncate(self.n);
+        Some(out)
+    }
 }
 
 /// A route's paired difference from the full model (route minus full) for one detector and protocol: DeLong's
@@ -305,4 +349,23 @@ pub fn load(dir: &Path) -> Result<(SuiteRecord, Vec<JobRecord>)> {
     }
     jobs.sort_by_key(|j| j.index);
     Ok((suite, jobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bits;
+
+    #[test]
+    fn bits_round_trip_and_reject_bad_hex() {
+        for n in [0usize, 1, 3, 4, 5, 32, 497] {
+            let flags: Vec<bool> = (0..n).map(|i| (i * 7 + i / 3) % 5 < 2).collect();
+            let b = Bits::from_flags(&flags);
+            assert_eq!(b.hex.len(), n.div_ceil(4));
+            assert_eq!(b.flags(), Some(flags));
+        }
+        assert_eq!(Bits::from_flags(&[true, false, false, true, true]).hex, "98");
+        assert_eq!(Bits { n: 5, hex: "9".into() }.flags(), None, "too short");
+        assert_eq!(Bits { n: 5, hex: "9c".into() }.flags(), None, "padding bits set");
+        assert_eq!(Bits { n: 4, hex: "g".into() }.flags(), None, "not hex");
+    }
 }

@@ -236,8 +236,54 @@ fn the_heldout_threshold_is_the_fit_scores_95th_percentile_and_counts_both_class
     assert_eq!(get(metrics::HELDOUT_FPR), Some(0.5));
     // evasion at its own threshold 96.5: of the 4 clean-correct images, 3 are misclassified and score at most 96.5
     assert_eq!(get(metrics::EVASION), Some(0.75));
+    // image by image: 96 and 50 evade, 97 is caught, 94.05 evades
+    let flags = rows[0].evaded.as_ref().and_then(|b| b.flags());
+    assert_eq!(flags, Some(vec![true, true, false, true]));
     let without =
         metric_rows(&["msp"], &[vec![RouteKind::Full]], &clean, &adv, &labels, &pred_clean, &pred_adv, &spec, None)?;
     assert!(without[0].metric(metrics::HELDOUT_TPR).is_none() && without[0].metric(metrics::EVASION).is_none());
+    assert!(without[0].evaded.is_none(), "no operating threshold, no flags");
+    Ok(())
+}
+
+/// Paired rates (the adaptive attack's evasion on two routes over the same images): McNemar's exact p, the Wilson
+/// limits and Newcombe's square-and-add interval against statsmodels (tests/fixtures/metrics/paired_rates.json from
+/// scripts/reference/gen_paired_rates_vectors.py), the images in a shuffled order.
+#[test]
+fn paired_rates_match_statsmodels() -> TestResult {
+    use advdet::metrics::proportions::{paired_rates, wilson};
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("metrics").join("paired_rates.json"))?)?;
+    let cases = doc.as_array().ok_or("no cases")?;
+    assert_eq!(cases.len(), 8);
+    for c in cases {
+        let t: Vec<usize> =
+            c["table"].as_array().ok_or("table")?.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect();
+        let (both, only_a, only_b, neither) = (t[0], t[1], t[2], t[3]);
+        let mut pairs: Vec<(bool, bool)> = [
+            vec![(true, true); both],
+            vec![(true, false); only_a],
+            vec![(false, true); only_b],
+            vec![(false, false); neither],
+        ]
+        .concat();
+        // the order of the images does not matter
+        let mut rng = advdet::rng::Rng::new(7);
+        for i in (1..pairs.len()).rev() {
+            pairs.swap(i, rng.below(i + 1));
+        }
+        let (a, b): (Vec<bool>, Vec<bool>) = pairs.into_iter().unzip();
+        let r = paired_rates(&a, &b)?;
+        assert_eq!((r.both, r.only_a, r.only_b, r.n), (both, only_a, only_b, both + only_a + only_b + neither));
+        let n = r.n;
+        for (x, key) in [(both + only_a, "wilson_a"), (both + only_b, "wilson_b")] {
+            let (lo, hi) = wilson(x, n);
+            assert!(near(lo, c[key][0].as_f64(), 1e-12) && near(hi, c[key][1].as_f64(), 1e-12), "{t:?} {key}");
+        }
+        assert!(near(r.delta, c["delta"].as_f64(), 1e-12), "{t:?} delta {}", r.delta);
+        assert!(near(r.lo, c["lo"].as_f64(), 1e-12) && near(r.hi, c["hi"].as_f64(), 1e-12), "{t:?} {} {}", r.lo, r.hi);
+        assert!(near(r.p, c["p"].as_f64(), 1e-9), "{t:?} p {} vs {}", r.p, c["p"]);
+        assert!(r.lo <= r.delta && r.delta <= r.hi, "{t:?}");
+    }
     Ok(())
 }

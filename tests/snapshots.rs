@@ -27,6 +27,7 @@ fn row(detector: &str, mode: &str, protocol: &str, auroc: f64) -> RowRecord {
         roc: Some(Curve { fpr: vec![0.0, 0.25, 1.0], tpr: vec![0.0, 0.75, 1.0] }),
         versus_full: None,
         trained_on: None,
+        evaded: None,
     }
 }
 
@@ -351,8 +352,9 @@ fn manifest_keys_match_their_snapshot() -> TestResult {
     Ok(())
 }
 
-/// The adaptive suite's evasion table: per budget, the oblivious PGD's evasion -> the adaptive attack's, per attacked
-/// detector and mode, and the curves' CSV.
+/// The adaptive suite's evasion table: per budget and setting, the oblivious PGD's evasion -> the adaptive attack's,
+/// per attacked detector and mode, each mode's paired difference from full with its Holm-adjusted McNemar p, and the
+/// curves' CSV.
 #[test]
 fn the_evasion_table_pairs_each_adaptive_job_with_the_oblivious_attack_of_its_budget() -> TestResult {
     use advdet::records::TargetRecord;
@@ -365,12 +367,18 @@ fn the_evasion_table_pairs_each_adaptive_job_with_the_oblivious_attack_of_its_bu
         with_evasion(row("msp", "full", "successful", 0.67), 0.93),
         with_evasion(row("msp", "subnet", "successful", 0.75), 0.6875),
     ];
-    let adaptive = |index, mode: &str, e: f64| {
-        let mut j = job(index, "adaptive", &format!("detector=msp eps=0.3 mode={mode}"), 0.0);
+    // 32 clean-correct images: the attack on full gets images 0..8 past msp, the attack on subnet images 4..24
+    let evaded = |range: std::ops::Range<usize>| {
+        advdet::records::Bits::from_flags(&(0..32).map(|i| range.contains(&i)).collect::<Vec<_>>())
+    };
+    let adaptive = |index, mode: &str, e: f64, extra: &str| {
+        let mut j = job(index, "adaptive", &format!("detector=msp eps=0.3 mode={mode}{extra}"), 0.0);
         j.rows = vec![
             with_evasion(row("msp", "full", "successful", 0.9375), if mode == "full" { e } else { 0.5 }),
             with_evasion(row("msp", "subnet", "successful", 0.875), if mode == "subnet" { e } else { 0.5 }),
         ];
+        let attacked = if mode == "full" { 0 } else { 1 };
+        j.rows[attacked].evaded = Some(if mode == "full" { evaded(0..8) } else { evaded(4..24) });
         j.target = Some(TargetRecord {
             detector: "msp".into(),
             mode: mode.into(),
@@ -381,13 +389,32 @@ fn the_evasion_table_pairs_each_adaptive_job_with_the_oblivious_attack_of_its_bu
         });
         j
     };
-    let jobs = vec![oblivious, adaptive(1, "full", 1.0), adaptive(2, "subnet", 0.96875)];
+    let jobs = vec![
+        oblivious,
+        adaptive(1, "full", 0.25, ""),
+        adaptive(2, "subnet", 0.625, ""),
+        // the same budget at twice the steps: a table of its own
+        adaptive(3, "full", 0.25, " steps=400"),
+        adaptive(4, "subnet", 0.625, " steps=400"),
+    ];
     let md = advdet::report::evasion::evasion_markdown(&jobs, "successful").ok_or("no table")?;
     insta::assert_snapshot!("evasion_table_md", md);
+    assert_eq!(md.matches("### linf eps 0.3").count(), 2, "{md}");
+    assert!(md.contains("most likely wrong class, steps=400"), "{md}");
+    // subnet - full: 20 of 32 against 8 of 32, 16 discordant images (4 under full only, 16 under subnet only)
+    let r = advdet::metrics::proportions::paired_rates(
+        &evaded(0..8).flags().ok_or("bits")?,
+        &evaded(4..24).flags().ok_or("bits")?,
+    )?;
+    assert_eq!((r.only_a, r.only_b, r.delta), (4, 16, 0.375));
+    let holm = (2.0 * r.p).min(1.0);
+    let p = if holm < 1e-4 { format!("{holm:.1e}") } else { format!("{holm:.4}") };
+    let cell = format!("{:+.3} [{:+.3}, {:+.3}], p {p}, more", r.delta, r.lo, r.hi);
+    assert_eq!(md.matches(&cell).count(), 2, "Holm over both tables' tests: {cell}\n{md}");
     let csv = advdet::report::evasion::curves_csv(&jobs).ok_or("no curves")?;
-    assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 4 * 2, "{csv}");
     // one plot per budget, a line per attacked detector and mode through the best-so-far evasion
-    let groups = advdet::report::evasion::curve_groups(&jobs);
+    let groups = advdet::report::evasion::curve_groups(&jobs[..3]);
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].0, "adaptive linf eps 0.3 (steer wrong)");
     let lines: Vec<(&str, &[f64])> = groups[0].1.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();

@@ -116,11 +116,15 @@ pub fn metric_rows(
                         metrics.push(MetricValue { name: name.to_string(), point, lo: None, hi: None });
                     }
                 }
+                let mut evaded_bits = None;
                 if let Some(t) = thresholds.map(|h| h.evasion[d][r]).filter(|t| !t.is_nan()) {
                     let scores = &adv[d][r];
-                    let evaded = correct.iter().filter(|&&i| pred_adv[i] != labels[i] && scores[i] <= t).count();
+                    let flags: Vec<bool> =
+                        correct.iter().map(|&i| pred_adv[i] != labels[i] && scores[i] <= t).collect();
+                    let evaded = flags.iter().filter(|&&f| f).count();
                     let point = (!correct.is_empty()).then(|| evaded as f64 / correct.len() as f64);
                     metrics.push(MetricValue { name: metrics::EVASION.to_string(), point, lo: None, hi: None });
+                    evaded_bits = Some(crate::records::Bits::from_flags(&flags));
                 }
                 let roc = match n_pos > 0 && n_neg > 0 {
                     true => metrics::roc_curve(&set.labels, &set.scores).ok().map(|r| Curve::thinned(&r.fpr, &r.tpr)),
@@ -152,6 +156,7 @@ pub fn metric_rows(
                     roc,
                     versus_full,
                     trained_on: None,
+                    evaded: evaded_bits,
                 });
             }
         }

@@ -4,6 +4,7 @@
 mod bootstrap;
 pub mod csv;
 pub mod paired;
+pub mod proportions;
 mod roc;
 mod sort;
 

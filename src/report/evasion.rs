@@ -2,6 +2,7 @@
 //! clean-correct images that evade the detector at its operating threshold under the oblivious PGD of the same budget
 //! and under the adaptive attack on that detector and mode (`evasion_at_fpr_5`), with the adaptive AUROC beside; and
 //! the adaptive jobs' first-descent curves as CSV.
+use crate::metrics::proportions::PairedRates;
 use crate::metrics::EVASION;
 use crate::records::{JobRecord, RowRecord};
 
@@ -33,7 +34,32 @@ fn fmt(v: Option<f64>) -> String {
     v.map_or("n/a".to_string(), |v| format!("{v:.3}"))
 }
 
-/// The markdown of the adaptive jobs among `jobs` (the first variant's), `None` without any.
+/// The settings of an adaptive job other than what it attacked (`detector=`, `mode=`): jobs with equal settings share
+/// a table, so two copies of a budget at different step counts get a table each.
+fn settings(params: &str) -> String {
+    params
+        .split_whitespace()
+        .filter(|kv| !kv.starts_with("detector=") && !kv.starts_with("mode="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The evasion flags of a row, if it has them.
+fn flags(r: Option<&RowRecord>) -> Option<Vec<bool>> {
+    r.and_then(|r| r.evaded.as_ref()).and_then(|b| b.flags())
+}
+
+/// One paired comparison: a mode's adaptive evasion against the full model's, for one detector and budget.
+struct Pair {
+    section: usize,
+    detector: String,
+    mode: String,
+    rates: PairedRates,
+}
+
+/// The markdown of the adaptive jobs among `jobs` (the first variant's), `None` without any. Beside the cells, each
+/// mode's adaptive evasion against the full model's, image by image (`metrics::proportions`: Newcombe's interval,
+/// McNemar's exact test, Holm over every such comparison of the table).
 pub fn evasion_markdown(jobs: &[JobRecord], protocol: &str) -> Option<String> {
     let first = jobs.first().map(|j| j.variant.clone())?;
     let jobs: Vec<&JobRecord> = jobs.iter().filter(|j| j.variant == first).collect();
@@ -41,29 +67,29 @@ pub fn evasion_markdown(jobs: &[JobRecord], protocol: &str) -> Option<String> {
     if adaptive.is_empty() {
         return None;
     }
-    let mut budgets: Vec<(String, String, String)> = Vec::new();
+    let mut sections: Vec<String> = Vec::new();
     for j in &adaptive {
-        let (norm, eps) = budget(j)?;
-        let steer = j.target.as_ref().map_or(String::new(), |t| t.steer.clone());
-        if !budgets.contains(&(norm.clone(), eps.clone(), steer.clone())) {
-            budgets.push((norm, eps, steer));
+        budget(j)?;
+        let s = settings(&j.params);
+        if !sections.contains(&s) {
+            sections.push(s);
         }
     }
-    let mut md = String::from(
-        "## Adaptive attacks: evasion at the operating threshold\n\nEach cell: the share of the clean-correct images \
-         that are misclassified and score at or below the detector's threshold (5% FPR on clean held-out images; the \
-         fitted detectors' on clean test images), under the oblivious PGD of the same budget -> under the adaptive \
-         attack on that detector and mode; the adaptive AUROC in brackets. White box: the attacker knows the model, \
-         the class subnetworks, the detector and its threshold.\n\n",
-    );
-    for (norm, eps, steer) in &budgets {
-        let here: Vec<&&JobRecord> = adaptive
-            .iter()
-            .filter(|j| {
-                budget(j) == Some((norm.clone(), eps.clone())) && j.target.as_ref().is_some_and(|t| &t.steer == steer)
-            })
-            .collect();
-        let oblivious = jobs.iter().find(|j| j.target.is_none() && budget(j) == Some((norm.clone(), eps.clone())));
+    struct Section<'a> {
+        title: String,
+        modes: Vec<String>,
+        detectors: Vec<String>,
+        here: Vec<&'a JobRecord>,
+        oblivious: Option<&'a JobRecord>,
+    }
+    let mut built: Vec<Section> = Vec::new();
+    let mut pairs: Vec<Pair> = Vec::new();
+    for (k, set) in sections.iter().enumerate() {
+        let here: Vec<&JobRecord> = adaptive.iter().copied().filter(|j| settings(&j.params) == *set).collect();
+        let (norm, eps) = budget(here.first()?)?;
+        let steer = here.first().and_then(|j| j.target.as_ref()).map_or(String::new(), |t| t.steer.clone());
+        let oblivious =
+            jobs.iter().copied().find(|j| j.target.is_none() && budget(j) == Some((norm.clone(), eps.clone())));
         let mut detectors: Vec<String> = Vec::new();
         let mut modes: Vec<String> = Vec::new();
         for j in &here {
@@ -75,24 +101,76 @@ pub fn evasion_markdown(jobs: &[JobRecord], protocol: &str) -> Option<String> {
                 modes.push(t.mode.clone());
             }
         }
-        md += &format!(
-            "### {norm} eps {eps}, steered to the {} class (oblivious: {})\n\n| detector | {} |\n|---|{}\n",
-            if steer == "random" { "random" } else { "most likely wrong" },
-            oblivious.map_or("none in the suite".to_string(), |o| format!("{} {}", o.attack, o.params)),
-            modes.join(" | "),
-            "---|".repeat(modes.len())
-        );
+        let cell_job = |d: &str, m: &str| {
+            here.iter().copied().find(|j| j.target.as_ref().is_some_and(|t| t.detector == d && t.mode == m))
+        };
         for d in &detectors {
-            let cells: Vec<String> = modes
+            let full = cell_job(d, "full").and_then(|j| flags(row(j, d, "full", protocol)));
+            for m in modes.iter().filter(|m| *m != "full") {
+                let other = cell_job(d, m).and_then(|j| flags(row(j, d, m, protocol)));
+                if let (Some(a), Some(b)) = (&full, other) {
+                    if let Ok(rates) = crate::metrics::proportions::paired_rates(a, &b) {
+                        pairs.push(Pair { section: k, detector: d.clone(), mode: m.clone(), rates });
+                    }
+                }
+            }
+        }
+        let extra: Vec<&str> = set
+            .split_whitespace()
+            .filter(|kv| !["eps=", "norm=", "steer="].iter().any(|p| kv.starts_with(p)))
+            .collect();
+        let title = format!(
+            "{norm} eps {eps}, steered to the {} class{} (oblivious: {})",
+            if steer == "random" { "random" } else { "most likely wrong" },
+            if extra.is_empty() { String::new() } else { format!(", {}", extra.join(" ")) },
+            oblivious.map_or("none in the suite".to_string(), |o| format!("{} {}", o.attack, o.params)),
+        );
+        built.push(Section { title, modes, detectors, here, oblivious });
+    }
+    let holm = crate::metrics::holm(&pairs.iter().map(|p| p.rates.p).collect::<Vec<_>>());
+    let mut md = String::from(
+        "## Adaptive attacks: evasion at the operating threshold\n\nEach cell: the share of the clean-correct images \
+         that are misclassified and score at or below the detector's threshold (5% FPR on clean held-out images; the \
+         fitted detectors' on clean test images), under the oblivious PGD of the same budget -> under the adaptive \
+         attack on that detector and mode; the adaptive AUROC in brackets. White box: the attacker knows the model, \
+         the class subnetworks, the detector and its threshold.\n\n",
+    );
+    if !pairs.is_empty() {
+        md += "Mode - full: the adaptive evasion on that mode minus the adaptive evasion on the full model, over the \
+               same images (each attacked once per mode), with Newcombe's 95% interval for paired rates and McNemar's \
+               exact p, Holm-adjusted over every such comparison in this file; more / less where that p is below \
+               0.05 (more: the attacker gets more images past the detector on that mode), otherwise no evidence \
+               either way.\n\n";
+    }
+    for (k, sec) in built.iter().enumerate() {
+        let versus: Vec<&String> = sec.modes.iter().filter(|m| *m != "full").collect();
+        let paired_cols: Vec<String> = match sec.modes.iter().any(|m| m == "full") {
+            true => versus
+                .iter()
+                .filter(|m| pairs.iter().any(|p| p.section == k && p.mode.as_str() == m.as_str()))
+                .map(|m| format!("{m} - full"))
+                .collect(),
+            false => Vec::new(),
+        };
+        let headers: Vec<String> = sec.modes.iter().cloned().chain(paired_cols.iter().cloned()).collect();
+        md += &format!(
+            "### {}\n\n| detector | {} |\n|---|{}\n",
+            sec.title,
+            headers.join(" | "),
+            "---|".repeat(headers.len())
+        );
+        for d in &sec.detectors {
+            let mut cells: Vec<String> = sec
+                .modes
                 .iter()
                 .map(|m| {
                     let Some(job) =
-                        here.iter().find(|j| j.target.as_ref().is_some_and(|t| &t.detector == d && &t.mode == m))
+                        sec.here.iter().find(|j| j.target.as_ref().is_some_and(|t| &t.detector == d && &t.mode == m))
                     else {
                         return String::new();
                     };
                     let adv = row(job, d, m, protocol);
-                    let obl = oblivious.and_then(|o| row(o, d, m, protocol));
+                    let obl = sec.oblivious.and_then(|o| row(o, d, m, protocol));
                     format!(
                         "{} -> {} ({})",
                         fmt(value(obl, EVASION)),
@@ -101,11 +179,27 @@ pub fn evasion_markdown(jobs: &[JobRecord], protocol: &str) -> Option<String> {
                     )
                 })
                 .collect();
+            for col in &paired_cols {
+                let m = col.trim_end_matches(" - full");
+                let hit = pairs.iter().position(|p| p.section == k && p.detector == *d && p.mode == m);
+                cells.push(hit.map_or(String::new(), |i| paired_cell(&pairs[i].rates, holm[i])));
+            }
             md += &format!("| {d} | {} |\n", cells.join(" | "));
         }
         md += "\n";
     }
     Some(md)
+}
+
+/// `+0.203 [+0.160, +0.246], p 3.1e-12, more`: the paired difference, its interval, the Holm-adjusted p and the verdict.
+fn paired_cell(r: &PairedRates, p_holm: f64) -> String {
+    let p = if p_holm < 1e-4 { format!("{p_holm:.1e}") } else { format!("{p_holm:.4}") };
+    let verdict = match (p_holm < crate::report::tables::VERDICT_LEVEL, r.delta) {
+        (true, d) if d > 0.0 => "more",
+        (true, d) if d < 0.0 => "less",
+        _ => "no evidence",
+    };
+    format!("{:+.3} [{:+.3}, {:+.3}], p {p}, {verdict}", r.delta, r.lo, r.hi)
 }
 
 /// `job,attack,params,detector,mode,step,mean_loss,evading,evading_best` for every adaptive job's first descent;
