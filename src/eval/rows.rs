@@ -101,6 +101,14 @@ pub fn metric_rows(
         // the reference's side of the paired comparisons, per protocol, computed once for all the detector's routes
         let mut references: Vec<(Protocol, metrics::Reference)> = Vec::new();
         for (r, route) in routes[d].iter().enumerate() {
+            // evasion at the operating threshold: over every clean-correct image, the same for each protocol
+            let evasion = thresholds.map(|h| h.evasion[d][r]).filter(|t| !t.is_nan()).map(|t| {
+                let scores = &adv[d][r];
+                let flags: Vec<bool> = correct.iter().map(|&i| pred_adv[i] != labels[i] && scores[i] <= t).collect();
+                let evaded = flags.iter().filter(|&&f| f).count();
+                let point = (!correct.is_empty()).then(|| evaded as f64 / correct.len() as f64);
+                (point, crate::records::Bits::from_flags(&flags))
+            });
             for &protocol in &spec.protocols {
                 let set: &ScoredSet = ScoredSet::pick(&pairs[r], protocol);
                 let (n_neg, n_pos) = set.counts();
@@ -116,15 +124,8 @@ pub fn metric_rows(
                         metrics.push(MetricValue { name: name.to_string(), point, lo: None, hi: None });
                     }
                 }
-                let mut evaded_bits = None;
-                if let Some(t) = thresholds.map(|h| h.evasion[d][r]).filter(|t| !t.is_nan()) {
-                    let scores = &adv[d][r];
-                    let flags: Vec<bool> =
-                        correct.iter().map(|&i| pred_adv[i] != labels[i] && scores[i] <= t).collect();
-                    let evaded = flags.iter().filter(|&&f| f).count();
-                    let point = (!correct.is_empty()).then(|| evaded as f64 / correct.len() as f64);
-                    metrics.push(MetricValue { name: metrics::EVASION.to_string(), point, lo: None, hi: None });
-                    evaded_bits = Some(crate::records::Bits::from_flags(&flags));
+                if let Some((point, _)) = &evasion {
+                    metrics.push(MetricValue { name: metrics::EVASION.to_string(), point: *point, lo: None, hi: None });
                 }
                 let roc = match n_pos > 0 && n_neg > 0 {
                     true => metrics::roc_curve(&set.labels, &set.scores).ok().map(|r| Curve::thinned(&r.fpr, &r.tpr)),
@@ -156,7 +157,7 @@ pub fn metric_rows(
                     roc,
                     versus_full,
                     trained_on: None,
-                    evaded: evaded_bits,
+                    evaded: evasion.as_ref().map(|(_, bits)| bits.clone()),
                 });
             }
         }

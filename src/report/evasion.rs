@@ -143,16 +143,11 @@ pub fn evasion_markdown(jobs: &[JobRecord], protocol: &str) -> Option<String> {
                either way.\n\n";
     }
     for (k, sec) in built.iter().enumerate() {
-        let versus: Vec<&String> = sec.modes.iter().filter(|m| *m != "full").collect();
-        let paired_cols: Vec<String> = match sec.modes.iter().any(|m| m == "full") {
-            true => versus
-                .iter()
-                .filter(|m| pairs.iter().any(|p| p.section == k && p.mode.as_str() == m.as_str()))
-                .map(|m| format!("{m} - full"))
-                .collect(),
-            false => Vec::new(),
-        };
-        let headers: Vec<String> = sec.modes.iter().cloned().chain(paired_cols.iter().cloned()).collect();
+        // the modes compared with full in this table (a pair exists only where full has flags too)
+        let paired_modes: Vec<&String> =
+            sec.modes.iter().filter(|m| pairs.iter().any(|p| p.section == k && &p.mode == *m)).collect();
+        let headers: Vec<String> =
+            sec.modes.iter().cloned().chain(paired_modes.iter().map(|m| format!("{m} - full"))).collect();
         md += &format!(
             "### {}\n\n| detector | {} |\n|---|{}\n",
             sec.title,
@@ -179,9 +174,8 @@ pub fn evasion_markdown(jobs: &[JobRecord], protocol: &str) -> Option<String> {
                     )
                 })
                 .collect();
-            for col in &paired_cols {
-                let m = col.trim_end_matches(" - full");
-                let hit = pairs.iter().position(|p| p.section == k && p.detector == *d && p.mode == m);
+            for m in &paired_modes {
+                let hit = pairs.iter().position(|p| p.section == k && p.detector == *d && &p.mode == *m);
                 cells.push(hit.map_or(String::new(), |i| paired_cell(&pairs[i].rates, holm[i])));
             }
             md += &format!("| {d} | {} |\n", cells.join(" | "));
@@ -193,13 +187,13 @@ pub fn evasion_markdown(jobs: &[JobRecord], protocol: &str) -> Option<String> {
 
 /// `+0.203 [+0.160, +0.246], p 3.1e-12, more`: the paired difference, its interval, the Holm-adjusted p and the verdict.
 fn paired_cell(r: &PairedRates, p_holm: f64) -> String {
-    let p = if p_holm < 1e-4 { format!("{p_holm:.1e}") } else { format!("{p_holm:.4}") };
-    let verdict = match (p_holm < crate::report::tables::VERDICT_LEVEL, r.delta) {
-        (true, d) if d > 0.0 => "more",
-        (true, d) if d < 0.0 => "less",
-        _ => "no evidence",
+    use crate::report::tables::{p_text, Verdict};
+    let verdict = match Verdict::of(Some(r.delta), Some(p_holm)) {
+        Verdict::Better => "more",
+        Verdict::Worse => "less",
+        Verdict::NoEvidence | Verdict::None => "no evidence",
     };
-    format!("{:+.3} [{:+.3}, {:+.3}], p {p}, {verdict}", r.delta, r.lo, r.hi)
+    format!("{:+.3} [{:+.3}, {:+.3}], p {}, {verdict}", r.delta, r.lo, r.hi, p_text(p_holm))
 }
 
 /// `job,attack,params,detector,mode,step,mean_loss,evading,evading_best` for every adaptive job's first descent;

@@ -390,10 +390,7 @@ impl HelpTable {
     /// The cells of a row, as text: attack, detector, full, subnet, delta, p, verdict, then the controls' deltas.
     fn cells(&self, r: &HelpRow, arrows: (&str, &str)) -> Vec<String> {
         let num = |v: Option<f64>| v.map_or("n/a".to_string(), |x| format!("{x:.3}"));
-        let p =
-            r.versus
-                .p_holm
-                .map_or("n/a".to_string(), |x| if x < 1e-4 { format!("{x:.1e}") } else { format!("{x:.4}") });
+        let p = r.versus.p_holm.map_or("n/a".to_string(), crate::report::tables::p_text);
         if self.two_network() {
             let mut c = vec![r.attack.clone(), r.detector.clone(), num(r.subnet)];
             c.extend(r.controls.iter().map(|d| Self::delta_text(d, arrows)));

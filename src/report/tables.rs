@@ -200,6 +200,15 @@ pub enum Verdict {
 /// The family-wise level of the verdicts (Holm-adjusted p below it).
 pub const VERDICT_LEVEL: f64 = 0.05;
 
+/// A p-value as the tables print it: four decimals, or two significant digits below 1e-4.
+pub fn p_text(p: f64) -> String {
+    if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
 impl Verdict {
     /// The verdict of a difference `delta` with Holm-adjusted p `p_holm` (either missing: not tested).
     pub fn of(delta: Option<f64>, p_holm: Option<f64>) -> Verdict {
